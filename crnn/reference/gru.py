@@ -1,0 +1,110 @@
+"""GRU, one layer, one direction, a whole sequence (PyTorch conventions).
+
+Gate blocks are stacked [r, z, n] along the first axis of W_ih, W_hh, b_*:
+
+    r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+    z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+    n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))     (reset after the product)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+Step tags match src/gru.c:
+    [F1] input projection for all steps    [F2] recurrent product per step
+    [F3] gates and state update
+    [B1] through the state update and gates
+    [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx after the loop
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._sequence import input_projection, sigmoid, time_order, valid_mask, weight_grads_over_time
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, training=True):
+    """Run the GRU over a sequence.
+
+    Args:
+        x: (T, B, I) input.
+        h0: (B, H) initial hidden state.
+        W_ih: (3H, I); W_hh: (3H, H); b_ih, b_hh: (3H,) or None (no bias).
+        lengths: (B,) valid lengths in [0, T], or None for all T.
+        reverse: visit t = T-1 .. 0 instead of 0 .. T-1.
+        training: keep the cache that gru_backward needs.
+
+    Returns:
+        y (T, B, H), h_n (B, H), cache (None unless training).
+    """
+    T, B, _ = x.shape
+    H = W_hh.shape[1]
+    mask = valid_mask(T, B, lengths, x.dtype)
+    xw = input_projection(x, W_ih, b_ih)                      # [F1]
+    y = np.zeros((T, B, H), dtype=x.dtype)
+    if training:
+        gates = np.empty((T, B, 3 * H), dtype=x.dtype)       # post-activation r, z, n
+        hn = np.empty((T, B, H), dtype=x.dtype)              # W_hn h_{t-1} + b_hn
+        h_prev = np.empty_like(y)
+    h = h0.copy()
+    for t in time_order(T, reverse):
+        hw = h @ W_hh.T                                       # [F2]
+        if b_hh is not None:
+            hw += b_hh
+        r = sigmoid(xw[t][:, :H] + hw[:, :H])                 # [F3]
+        z = sigmoid(xw[t][:, H:2 * H] + hw[:, H:2 * H])
+        n = np.tanh(xw[t][:, 2 * H:] + r * hw[:, 2 * H:])
+        h_new = (1 - z) * n + z * h
+        if training:
+            gates[t] = np.concatenate([r, z, n], axis=1)
+            hn[t], h_prev[t] = hw[:, 2 * H:], h
+        m = mask[t]
+        y[t] = m * h_new
+        h = m * h_new + (1 - m) * h
+    cache = None
+    if training:
+        cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None, reverse=reverse,
+                     mask=mask, gates=gates, hn=hn, h_prev=h_prev)
+    return y, h, cache
+
+
+def gru_backward(cache, dy, dh_n):
+    """Backpropagate through gru_forward.
+
+    Args:
+        cache: from gru_forward(training=True).
+        dy: (T, B, H) gradient w.r.t. y.
+        dh_n: (B, H) gradient w.r.t. the final state.
+
+    Returns:
+        dx (T, B, I), dh0 (B, H), grads: dict W_ih, W_hh, b_ih, b_hh (biases None without bias).
+    """
+    mask, gates, W_hh, h_prev = cache["mask"], cache["gates"], cache["W_hh"], cache["h_prev"]
+    T, B, G = gates.shape
+    H = G // 3
+    dpre_x = np.zeros_like(gates)     # gradient w.r.t. W_ih x + b_ih
+    dpre_h = np.zeros_like(gates)     # gradient w.r.t. W_hh h + b_hh
+    dh = dh_n.copy()
+    for t in time_order(T, not cache["reverse"]):
+        m = mask[t]
+        r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
+        # h_t feeds both y_t and step t+1: the two gradients meet here.
+        dh_new = m * (dy[t] + dh)
+        # [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
+        #      n = tanh(xn + r * hn), r, z = sigmoid(.)
+        dn_pre = dh_new * (1 - z) * (1 - n * n)
+        dz_pre = dh_new * (h_prev[t] - n) * z * (1 - z)
+        dr_pre = dn_pre * cache["hn"][t] * r * (1 - r)
+        dpre_x[t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
+        dpre_h[t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
+        # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
+        #      a masked step passes dh on.
+        dh = dpre_h[t] @ W_hh + dh_new * z + (1 - m) * dh
+    # [B3] all steps at once.
+    x = cache["x"]
+    dx = (dpre_x.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)
+    grads = dict(W_ih=weight_grads_over_time(dpre_x, x),
+                 W_hh=weight_grads_over_time(dpre_h, h_prev),
+                 b_ih=None, b_hh=None)
+    if cache["has_bias"]:
+        grads["b_ih"] = dpre_x.sum(axis=(0, 1))
+        grads["b_hh"] = dpre_h.sum(axis=(0, 1))
+    return dx, dh, grads

@@ -1,0 +1,93 @@
+"""Simple (Elman) RNN, one layer, one direction, a whole sequence.
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
+
+Step tags match src/rnn.c:
+    [F1] input projection for all steps      [F2] recurrent product per step
+    [F3] activation and masked state update  [B1] gradient through act
+    [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx after the loop
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._sequence import input_projection, time_order, valid_mask, weight_grads_over_time
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
+                lengths=None, reverse=False, training=True):
+    """Run the simple RNN over a sequence.
+
+    Args:
+        x: (T, B, I) input.
+        h0: (B, H) initial hidden state.
+        W_ih: (H, I); W_hh: (H, H); b_ih, b_hh: (H,) or None (no bias).
+        nonlinearity: "tanh" or "relu".
+        lengths: (B,) valid lengths in [0, T], or None for all T.
+        reverse: visit t = T-1 .. 0 instead of 0 .. T-1.
+        training: keep the cache that rnn_backward needs.
+
+    Returns:
+        y (T, B, H) outputs (0 past a length), h_n (B, H), cache (None unless training).
+    """
+    T, B, _ = x.shape
+    mask = valid_mask(T, B, lengths, x.dtype)
+    xw = input_projection(x, W_ih, b_ih)                     # [F1]
+    y = np.zeros((T, B, W_hh.shape[0]), dtype=x.dtype)
+    h_prev = np.empty_like(y) if training else None          # h_{t-1} seen by step t
+    h = h0.copy()
+    for t in time_order(T, reverse):
+        pre = xw[t] + h @ W_hh.T                             # [F2]
+        if b_hh is not None:
+            pre += b_hh
+        h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)  # [F3]
+        if training:
+            h_prev[t] = h
+        m = mask[t]
+        y[t] = m * h_new
+        h = m * h_new + (1 - m) * h
+    cache = None
+    if training:
+        cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None,
+                     nonlinearity=nonlinearity, reverse=reverse, mask=mask,
+                     h_prev=h_prev, y=y)
+    return y, h, cache
+
+
+def rnn_backward(cache, dy, dh_n):
+    """Backpropagate through rnn_forward.
+
+    Args:
+        cache: from rnn_forward(training=True).
+        dy: (T, B, H) gradient of the loss w.r.t. y.
+        dh_n: (B, H) gradient w.r.t. the final state.
+
+    Returns:
+        dx (T, B, I), dh0 (B, H), grads: dict W_ih, W_hh, b_ih, b_hh (biases None without bias).
+    """
+    mask, y, h_prev, W_hh = cache["mask"], cache["y"], cache["h_prev"], cache["W_hh"]
+    T = y.shape[0]
+    dpre = np.zeros_like(y)
+    dh = dh_n.copy()
+    for t in time_order(T, not cache["reverse"]):
+        m = mask[t]
+        # h_t feeds both y_t and step t+1: the two gradients meet here.
+        dh_new = m * (dy[t] + dh)
+        # [B1] in the forward pass: h_new = act(pre); y holds h_new where valid.
+        if cache["nonlinearity"] == "tanh":
+            dpre[t] = dh_new * (1 - y[t] * y[t])
+        else:
+            dpre[t] = dh_new * (y[t] > 0)
+        # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
+        dh = dpre[t] @ W_hh + (1 - m) * dh
+    # [B3] all steps at once.
+    x = cache["x"]
+    dx = (dpre.reshape(T * x.shape[1], -1) @ cache["W_ih"]).reshape(x.shape)
+    grads = dict(W_ih=weight_grads_over_time(dpre, x),
+                 W_hh=weight_grads_over_time(dpre, h_prev),
+                 b_ih=None, b_hh=None)
+    if cache["has_bias"]:
+        grads["b_ih"] = dpre.sum(axis=(0, 1))
+        grads["b_hh"] = grads["b_ih"].copy()
+    return dx, dh, grads
