@@ -1,0 +1,386 @@
+"""What RNN, LSTM and GRU layers share: parameters, shapes, the stack driver.
+
+A layer is a stack of `num_layers` recurrent layers, each run in one or two
+directions by the kernels of the current backend (crnn/_backend.py). This
+module knows nothing about any one cell; crnn/layers.py supplies the cell
+through three hooks: `_gate_count`, `_cell_forward` and `_cell_backward`.
+
+Shapes (PyTorch's): L = num_layers, D = 2 if bidirectional else 1,
+H_out = proj_size or hidden_size.
+    x: (T, B, I), or (B, T, I) with batch_first, or unbatched (T, I)
+    y: (T, B, D*H_out) in the same layout as x
+    h: (D*L, B, H_out), c: (D*L, B, H); unbatched: (D*L, H_out), (D*L, H)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from ._checks import float_array, layer_dtype, lengths_array, positive_int, shape_is
+
+# Kernel argument names -> PyTorch parameter name prefixes.
+_TORCH_PREFIX = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih",
+                 "b_hh": "bias_hh", "W_hr": "weight_hr"}
+
+
+@dataclass
+class Tape:
+    """What `forward` records for `backward`. Treat it as opaque.
+
+    It holds references to the parameters as they were at `forward`: update
+    the parameters only after `backward`.
+    """
+
+    kernels: ModuleType                  # the backend that ran forward; backward uses it too
+    caches: list                         # caches[layer][direction], kernel-specific
+    dropout_masks: list                  # dropout_masks[layer]: scaled mask applied to its input, or None
+    steps: int
+    batch: int
+    batch_first: bool
+    unbatched: bool
+    input_shape: tuple
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RecurrentBase:
+    """Shared machinery of crnn.RNN, crnn.LSTM and crnn.GRU (not public)."""
+
+    _gate_count: int = 1                 # G: gate blocks stacked in the weights
+    _state_names: tuple = ("h",)         # ("h",) or ("h", "c")
+    _cell_name: str = ""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, dtype=np.float32, seed: int | None = None) -> None:
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        self.proj_size = positive_int("proj_size", proj_size, minimum=0)
+        if self.proj_size and self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
+                             f"got {self.proj_size}")
+        dropout = float(dropout)
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must lie in [0, 1], got {dropout}")
+        self.dropout = dropout
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = layer_dtype(dtype)
+        self.seed = seed
+        init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
+        self._dropout_rng = np.random.default_rng(dropout_seed)
+        self._params = self._initial_parameters(np.random.default_rng(init_seed))
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def num_directions(self) -> int:
+        """D: 2 if bidirectional else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """H_out: features of h per direction (proj_size if set, else hidden_size)."""
+        return self.proj_size or self.hidden_size
+
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def parameter_shapes(self) -> dict[str, tuple]:
+        """Parameter names and shapes in PyTorch's order."""
+        G, H, P, D = self._gate_count, self.hidden_size, self.output_size, self.num_directions
+        shapes = {}
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else D * P
+            for direction in range(D):
+                sfx = self._suffix(layer, direction)
+                shapes["weight_ih" + sfx] = (G * H, in_size)
+                shapes["weight_hh" + sfx] = (G * H, P)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (G * H,)
+                    shapes["bias_hh" + sfx] = (G * H,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (P, H)
+        return shapes
+
+    def _initial_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        # PyTorch's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)).
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        return {name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+                for name, shape in self.parameter_shapes().items()}
+
+    def _state_shape(self, name: str, batch: int | None) -> tuple:
+        size = self.output_size if name == "h" else self.hidden_size
+        lead = (self.num_directions * self.num_layers,)
+        return lead + ((batch,) if batch is not None else ()) + (size,)
+
+    # -------------------------------------------------------------- parameters
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The live parameter arrays, by PyTorch name (update them in place to train)."""
+        return self._params
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of the parameters, by PyTorch name."""
+        return {name: value.copy() for name, value in self._params.items()}
+
+    def load_state_dict(self, state_dict) -> None:
+        """Load parameters from a dict of arrays or torch tensors (a torch state_dict as it is).
+
+        Raises KeyError for a missing or unexpected name, ValueError for a
+        wrong shape, TypeError for a non-numeric value. Nothing is changed
+        unless every entry is valid.
+        """
+        shapes = self.parameter_shapes()
+        missing = [name for name in shapes if name not in state_dict]
+        extra = [name for name in state_dict if name not in shapes]
+        if missing or extra:
+            raise KeyError(f"state_dict does not match this {type(self).__name__}: "
+                           f"missing {missing}, unexpected {extra}; expected exactly {list(shapes)}")
+        loaded = {}
+        for name, shape in shapes.items():
+            value = state_dict[name]
+            if hasattr(value, "detach") and hasattr(value, "numpy"):      # a torch tensor
+                value = value.detach().cpu().numpy()
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"state_dict[{name!r}] has dtype {arr.dtype}, expected a real number type")
+            shape_is(f"state_dict[{name!r}]", arr, shape, "")
+            loaded[name] = arr.astype(self.dtype, copy=True)
+        for name, arr in loaded.items():
+            self._params[name][...] = arr
+
+    def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
+        """Kernel-named weights (W_ih, W_hh, b_ih, b_hh, W_hr) of one layer and direction."""
+        sfx = self._suffix(layer, direction)
+        return {key: self._params.get(prefix + sfx) for key, prefix in _TORCH_PREFIX.items()}
+
+    # ------------------------------------------------------------------ config
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serialisable (used by save/load)."""
+        cfg = dict(cell=self._cell_name, input_size=self.input_size, hidden_size=self.hidden_size,
+                   num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                   dropout=self.dropout, bidirectional=self.bidirectional, dtype=self.dtype.name)
+        cfg.update(self._extra_config())
+        return cfg
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "cell")
+        return f"{type(self).__name__}({args})"
+
+    def save(self, path) -> None:
+        """Write config and parameters to an .npz file (atomically); see crnn.load."""
+        from ._io import save
+        save(self, path)
+
+    # ------------------------------------------------------------------ inputs
+    def _prepare(self, x, state, lengths):
+        """Validate and normalise inputs to time-major arrays.
+
+        Returns (x (T, B, I), per-(layer, direction) initial states, lengths, unbatched).
+        """
+        x = float_array("x", x, self.dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must have 3 dimensions ({'B, T, I' if self.batch_first else 'T, B, I'}) "
+                             f"or 2 for an unbatched sequence (T, I), got shape {x.shape}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"x has {I} input features (last axis), expected input_size={self.input_size}")
+        if T == 0 or B == 0:
+            raise ValueError(f"x must hold at least one time step and one sequence, got shape {x.shape}")
+        lengths = lengths_array(lengths, B, T)
+        states = self._initial_states(state, B, unbatched)
+        return x, states, lengths, unbatched
+
+    def _state_tuple(self, state, what: str) -> tuple:
+        """The public state (h, or (h, c) for LSTM) as a tuple with one entry per state name."""
+        if len(self._state_names) == 1:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"{what} for {type(self).__name__} is a single array h, got a {type(state).__name__}")
+            return (state,)
+        if not isinstance(state, (tuple, list)) or len(state) != len(self._state_names):
+            raise TypeError(f"{what} for {type(self).__name__} must be a tuple "
+                            f"({', '.join(self._state_names)}), got {type(state).__name__}")
+        return tuple(state)
+
+    def _initial_states(self, state, batch: int, unbatched: bool, label: str = "{}0") -> list[tuple]:
+        """Per (layer, direction) tuple of (B, size) states; zeros where not given.
+
+        label formats each state's name in error messages ("h0", or "dh_n" for gradients).
+        """
+        count = self.num_directions * self.num_layers
+        what = "state" if label == "{}0" else "dstate_n"
+        given = self._state_tuple(state, what) if state is not None else (None,) * len(self._state_names)
+        per_name = []
+        for name, value in zip(self._state_names, given):
+            shape = self._state_shape(name, None if unbatched else batch)
+            if value is None:
+                arr = np.zeros(shape, dtype=self.dtype)
+            else:
+                arr = float_array(label.format(name), value, self.dtype)
+                shape_is(label.format(name), arr, shape,
+                         "(num_directions*num_layers, batch, features)" if not unbatched
+                         else "(num_directions*num_layers, features) for unbatched input")
+            if unbatched:
+                arr = arr[:, None, :]
+            per_name.append(arr)
+        return [tuple(arr[k] for arr in per_name) for k in range(count)]
+
+    # ------------------------------------------------------------- the stack
+    def __call__(self, x, state=None, lengths=None):
+        """Inference: run the layer without recording a tape (no dropout).
+
+        Args:
+            x: (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched; the layer's dtype.
+            state: initial h (RNN, GRU) or (h, c) (LSTM), shaped (D*L, B, H_out) / (D*L, B, H),
+                or (D*L, H_out) / (D*L, H) unbatched; zeros when None.
+            lengths: (B,) valid lengths in [0, T]; outputs past a length are 0 and the
+                final state is the one at the sequence's last valid step.
+
+        Returns:
+            (y, state_n): y of shape (T, B, D*H_out) in x's layout; state_n like state.
+
+        Raises:
+            ValueError for wrong shapes or lengths out of range, TypeError for wrong dtypes.
+        """
+        y, state_n, _ = self._run(x, state, lengths, training=False)
+        return y, state_n
+
+    def forward(self, x, state=None, lengths=None):
+        """Training forward: like calling the layer, plus the tape `backward` needs.
+
+        Dropout (if any) is applied between layers, drawn from the layer's seeded generator.
+
+        Returns:
+            (y, state_n, tape).
+        """
+        return self._run(x, state, lengths, training=True)
+
+    def _run(self, x, state, lengths, training: bool):
+        input_shape = np.shape(x)
+        xs, states0, lengths, unbatched = self._prepare(x, state, lengths)
+        kernels = _backend.kernels()
+        D = self.num_directions
+        layer_input = xs
+        finals, caches, masks = [], [], []
+        for layer in range(self.num_layers):
+            mask = None
+            if training and layer > 0 and self.dropout > 0:
+                keep = 1.0 - self.dropout
+                draw = self._dropout_rng.random(layer_input.shape, dtype=self.dtype)
+                mask = np.where(draw < keep, 1.0 / keep if keep > 0 else 0.0, 0.0).astype(self.dtype)
+                layer_input = layer_input * mask
+            outputs, layer_caches = [], []
+            for direction in range(D):
+                y_d, state_n, cache = self._cell_forward(
+                    kernels, layer_input, states0[layer * D + direction],
+                    self._weights(layer, direction), lengths, reverse=direction == 1, training=training)
+                outputs.append(y_d)
+                layer_caches.append(cache)
+                finals.append(state_n)
+            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            caches.append(layer_caches)
+            masks.append(mask)
+        y = self._to_layout(layer_input, unbatched)
+        state_n = self._public_state(finals, unbatched)
+        tape = None
+        if training:
+            tape = Tape(kernels=kernels, caches=caches, dropout_masks=masks, steps=xs.shape[0],
+                        batch=xs.shape[1], batch_first=self.batch_first, unbatched=unbatched,
+                        input_shape=input_shape)
+        return y, state_n, tape
+
+    def _to_layout(self, seq: np.ndarray, unbatched: bool) -> np.ndarray:
+        """(T, B, F) time-major -> the caller's layout."""
+        if unbatched:
+            return seq[:, 0, :]
+        if self.batch_first:
+            return np.ascontiguousarray(seq.transpose(1, 0, 2))
+        return seq
+
+    def _public_state(self, finals: list[tuple], unbatched: bool):
+        stacked = [np.stack([f[k] for f in finals]) for k in range(len(self._state_names))]
+        if unbatched:
+            stacked = [s[:, 0, :] for s in stacked]
+        return stacked[0] if len(stacked) == 1 else tuple(stacked)
+
+    # -------------------------------------------------------------- backward
+    def backward(self, tape: Tape, dy, dstate_n=None):
+        """Backpropagation through time over the whole stack.
+
+        Args:
+            tape: from `forward`.
+            dy: gradient of the loss w.r.t. y, shaped like y (None for zero).
+            dstate_n: gradient w.r.t. the final state, shaped like state_n (None for zero;
+                for LSTM a tuple (dh_n, dc_n) whose entries may be None).
+
+        Returns:
+            (dx, dstate_0, grads): dx shaped like x, dstate_0 shaped like the initial state,
+            grads a dict keyed exactly like parameters().
+
+        Raises:
+            TypeError if tape is not a Tape, ValueError/TypeError for misshapen gradients.
+        """
+        if not isinstance(tape, Tape):
+            raise TypeError(f"tape must be the Tape returned by forward(), got {type(tape).__name__}")
+        T, B, D, P = tape.steps, tape.batch, self.num_directions, self.output_size
+        d_out = self._gradient_of_output(dy, tape)
+        dfinal = self._initial_states(dstate_n, B, tape.unbatched, label="d{}_n")
+        grads: dict[str, np.ndarray] = {}
+        dstate0: list = [None] * (D * self.num_layers)
+        for layer in reversed(range(self.num_layers)):
+            d_in = None
+            for direction in range(D):
+                idx = layer * D + direction
+                dy_d = d_out if D == 1 else d_out[:, :, direction * P:(direction + 1) * P]
+                dx, ds0, g = self._cell_backward(tape.kernels, tape.caches[layer][direction], dy_d, dfinal[idx])
+                d_in = dx if d_in is None else d_in + dx
+                dstate0[idx] = ds0
+                sfx = self._suffix(layer, direction)
+                for key, value in g.items():
+                    if value is not None:
+                        grads[_TORCH_PREFIX[key] + sfx] = value
+            if tape.dropout_masks[layer] is not None:
+                d_in = d_in * tape.dropout_masks[layer]
+            d_out = d_in
+        dx = self._to_layout(d_out, tape.unbatched)
+        ordered = {name: grads[name] for name in self._params}
+        return dx, self._public_state(dstate0, tape.unbatched), ordered
+
+    def _gradient_of_output(self, dy, tape: Tape) -> np.ndarray:
+        """dy validated and made time-major (T, B, D*H_out)."""
+        T, B = tape.steps, tape.batch
+        features = self.num_directions * self.output_size
+        if dy is None:
+            return np.zeros((T, B, features), dtype=self.dtype)
+        dy = float_array("dy", dy, self.dtype)
+        if tape.unbatched:
+            shape_is("dy", dy, (T, features), "(like y: T, D*H_out)")
+            return dy[:, None, :]
+        if tape.batch_first:
+            shape_is("dy", dy, (B, T, features), "(like y: B, T, D*H_out)")
+            return dy.transpose(1, 0, 2)
+        shape_is("dy", dy, (T, B, features), "(like y: T, B, D*H_out)")
+        return dy
+
+    # ------------------------------------------------------------ cell hooks
+    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training):
+        """Run one layer, one direction: -> (y, final state tuple, cache)."""
+        raise NotImplementedError
+
+    def _cell_backward(self, kernels, cache, dy, dstate):
+        """Backward of _cell_forward: -> (dx, initial-state gradient tuple, kernel-named grads)."""
+        raise NotImplementedError
