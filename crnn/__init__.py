@@ -13,10 +13,11 @@ reference implementation of every kernel.
 
 from ._backend import available_backends, backend, set_backend, use_backend
 from ._io import load
+from .cells import GRUCell, LSTMCell, RNNCell
 from ._threads import get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "load", "backend", "set_backend", "use_backend",
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "load", "backend", "set_backend", "use_backend",
            "available_backends", "set_num_threads", "get_num_threads", "__version__"]
