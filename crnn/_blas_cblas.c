@@ -10,14 +10,19 @@
  *         the Python layer) is computed by crnn_blas_naive() instead: slow
  *         but correct, never truncated, never skipped.
  *
- * Both hand k == 0 to the naive loops too (C = beta * C, A and B unread),
- * because a BLAS rejects lda = 0 with a message on stderr and no result.
+ * Both hand k == 0 and alpha == 0 to the naive loops too (C = beta * C, A
+ * and B unread, as the reference BLAS specifies): OpenBLAS reads A and B
+ * anyway when alpha == 0 (NaN leaks into C), and rejects lda = 0 (k == 0)
+ * with a message on stderr and no result.
  * The seam's lda/ldb/ldc are otherwise passed through unchecked: they must
  * be valid (>= the stored row length, >= 1), as for any BLAS.
  */
 #include "_blas_cblas.h"
 
 #include <stdint.h>
+
+_Static_assert(sizeof(ptrdiff_t) <= sizeof(int64_t),
+               "the ILP64 adapter passes ptrdiff_t sizes as int64_t");
 
 /* CBLAS enum values (cblas.h): fixed by the CBLAS standard. */
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
@@ -73,11 +78,11 @@ static void ilp64_sgemm(crnn_trans ta, crnn_trans tb,
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0) {
+    if (k <= 0 || alpha == 0) {
         crnn_blas_naive()->sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* NumPy: C[...] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C */
+    /* NumPy: C[:m, :n] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C[:m, :n] */
     s64(CBLAS_ROW_MAJOR, cblas_trans(ta), cblas_trans(tb),
         (int64_t)m, (int64_t)n, (int64_t)k, alpha, A, (int64_t)lda,
         B, (int64_t)ldb, beta, C, (int64_t)ldc);
@@ -91,11 +96,11 @@ static void ilp64_dgemm(crnn_trans ta, crnn_trans tb,
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0) {
+    if (k <= 0 || alpha == 0) {
         crnn_blas_naive()->dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* NumPy: C[...] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C */
+    /* NumPy: C[:m, :n] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C[:m, :n] */
     d64(CBLAS_ROW_MAJOR, cblas_trans(ta), cblas_trans(tb),
         (int64_t)m, (int64_t)n, (int64_t)k, alpha, A, (int64_t)lda,
         B, (int64_t)ldb, beta, C, (int64_t)ldc);
@@ -109,11 +114,11 @@ static void lp64_sgemm(crnn_trans ta, crnn_trans tb,
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0 || !fits_lp64(m, n, k, lda, ldb, ldc)) {
+    if (k <= 0 || alpha == 0 || !fits_lp64(m, n, k, lda, ldb, ldc)) {
         crnn_blas_naive()->sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* NumPy: C[...] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C */
+    /* NumPy: C[:m, :n] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C[:m, :n] */
     s32(CBLAS_ROW_MAJOR, cblas_trans(ta), cblas_trans(tb),
         (int32_t)m, (int32_t)n, (int32_t)k, alpha, A, (int32_t)lda,
         B, (int32_t)ldb, beta, C, (int32_t)ldc);
@@ -127,11 +132,11 @@ static void lp64_dgemm(crnn_trans ta, crnn_trans tb,
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0 || !fits_lp64(m, n, k, lda, ldb, ldc)) {
+    if (k <= 0 || alpha == 0 || !fits_lp64(m, n, k, lda, ldb, ldc)) {
         crnn_blas_naive()->dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* NumPy: C[...] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C */
+    /* NumPy: C[:m, :n] = alpha * (A.T if ta else A) @ (B.T if tb else B) + beta * C[:m, :n] */
     d32(CBLAS_ROW_MAJOR, cblas_trans(ta), cblas_trans(tb),
         (int32_t)m, (int32_t)n, (int32_t)k, alpha, A, (int32_t)lda,
         B, (int32_t)ldb, beta, C, (int32_t)ldc);

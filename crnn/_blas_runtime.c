@@ -133,8 +133,12 @@ static int resolve_in(void *handle, found_blas *f)
 
         Dl_info where;
         memset(f, 0, sizeof *f);
-        if (dladdr(s, &where) != 0 && where.dli_fname != NULL)
-            snprintf(f->path, sizeof f->path, "%s", where.dli_fname);
+        if (dladdr(s, &where) != 0 && where.dli_fname != NULL) {
+            /* the loader's name may read numpy/_core/../../numpy.libs/... */
+            char *real = realpath(where.dli_fname, NULL);
+            snprintf(f->path, sizeof f->path, "%s", real ? real : where.dli_fname);
+            free(real);
+        }
         snprintf(f->config, sizeof f->config, "%s", config != NULL ? config : "");
         f->handle = handle;
         f->sgemm = s;
