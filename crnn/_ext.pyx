@@ -189,3 +189,361 @@ def _set_lp64_limit(limit):
 
 # ---------------------------------------------------------------------------
 # Kernels: bindings to src/*.c go below; pass crnn_runtime_blas() to the core.
+#
+# Each binding takes buffers that crnn/_c_kernels.py has allocated and
+# shaped, checks only what keeps memory safe (dtype, C order, enough
+# elements), releases the GIL for the whole sequence and maps the C status
+# to an exception. Shapes, lengths and options were validated by the layer.
+
+cimport numpy as cnp
+from libc.string cimport memset
+
+cnp.import_array()
+
+ctypedef struct _ptrs5:          # the layout of crnn_weights_* and crnn_grads_*
+    void *p0
+    void *p1
+    void *p2
+    void *p3
+    void *p4
+
+
+class KernelError(RuntimeError):
+    """The C core refused a call (its status code is in .status)."""
+
+    def __init__(self, status, message):
+        super().__init__(f"crnn C core: {message} (status {status})")
+        self.status = status
+
+
+cdef void *_ptr(object a, int typenum, Py_ssize_t n, bint writable, str name) except? NULL:
+    """Data of a C-contiguous array of typenum with >= n elements; None -> NULL."""
+    if a is None:
+        return NULL
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected an ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise TypeError(f"{name}: expected a C-contiguous array of the call's dtype")
+    if cnp.PyArray_SIZE(arr) < n:
+        raise ValueError(f"{name}: {cnp.PyArray_SIZE(arr)} elements, expected {n}")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: array is read-only")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef void *_req(object a, int typenum, Py_ssize_t n, bint writable, str name) except NULL:
+    """As _ptr, for a buffer that must be given."""
+    if a is None:
+        raise ValueError(f"{name}: a buffer is required")
+    return _ptr(a, typenum, n, writable, name)
+
+
+cdef int _typenum(object x) except -1:
+    if not isinstance(x, np.ndarray):
+        raise TypeError("x: expected an ndarray")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        raise TypeError("x: expected float32 or float64")
+    return tn
+
+
+cdef size_t _size(object a):
+    return 0 if a is None else <size_t>cnp.PyArray_SIZE(<cnp.ndarray>a)
+
+
+cdef int _check(crnn_status st) except -1:
+    if st != CRNN_OK:
+        raise KernelError(<int>st, crnn_status_string(st).decode("ascii"))
+    return 0
+
+
+cdef int _weights(_ptrs5 *w, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
+                  W_ih, W_hh, b_ih, b_hh, W_hr) except -1:
+    w.p0 = _req(W_ih, tn, GH * I, False, "W_ih")
+    w.p1 = _req(W_hh, tn, GH * P, False, "W_hh")
+    w.p2 = _ptr(b_ih, tn, GH, False, "b_ih")
+    w.p3 = _ptr(b_hh, tn, GH, False, "b_hh")
+    w.p4 = _ptr(W_hr, tn, P * H, False, "W_hr")
+    return 0
+
+
+cdef int _grads(_ptrs5 *g, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
+                dW_ih, dW_hh, db_ih, db_hh, dW_hr) except -1:
+    g.p0 = _ptr(dW_ih, tn, GH * I, True, "dW_ih")
+    g.p1 = _ptr(dW_hh, tn, GH * P, True, "dW_hh")
+    g.p2 = _ptr(db_ih, tn, GH, True, "db_ih")
+    g.p3 = _ptr(db_hh, tn, GH, True, "db_hh")
+    g.p4 = _ptr(dW_hr, tn, P * H, True, "dW_hr")
+    return 0
+
+
+# --- sizes -----------------------------------------------------------------
+
+cdef crnn_rnn_desc _rnn_desc(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                             bint relu, bint reverse) noexcept:
+    cdef crnn_rnn_desc d
+    memset(&d, 0, sizeof(d))
+    d.steps, d.batch, d.input_size, d.hidden_size = T, B, I, H
+    d.activation = CRNN_RELU if relu else CRNN_TANH
+    d.reverse = reverse
+    return d
+
+
+cdef crnn_lstm_desc _lstm_desc(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                               Py_ssize_t P, bint reverse) noexcept:
+    cdef crnn_lstm_desc d
+    memset(&d, 0, sizeof(d))
+    d.steps, d.batch, d.input_size, d.hidden_size = T, B, I, H
+    d.proj_size = P if P != H else 0
+    d.reverse = reverse
+    return d
+
+
+cdef crnn_gru_desc _gru_desc(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                             bint reverse) noexcept:
+    cdef crnn_gru_desc d
+    memset(&d, 0, sizeof(d))
+    d.steps, d.batch, d.input_size, d.hidden_size = T, B, I, H
+    d.reverse = reverse
+    return d
+
+
+def rnn_sizes(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint relu=False):
+    """Elements needed: (workspace infer, workspace train, workspace backward, tape)."""
+    cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, False)
+    return (crnn_rnn_workspace_size(&d, CRNN_PASS_INFER), crnn_rnn_workspace_size(&d, CRNN_PASS_TRAIN),
+            crnn_rnn_workspace_size(&d, CRNN_PASS_BACKWARD), crnn_rnn_tape_size(&d))
+
+
+def lstm_sizes(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P):
+    """Elements needed: (workspace infer, workspace train, workspace backward, tape)."""
+    cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, False)
+    return (crnn_lstm_workspace_size(&d, CRNN_PASS_INFER), crnn_lstm_workspace_size(&d, CRNN_PASS_TRAIN),
+            crnn_lstm_workspace_size(&d, CRNN_PASS_BACKWARD), crnn_lstm_tape_size(&d))
+
+
+def gru_sizes(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H):
+    """Elements needed: (workspace infer, workspace train, workspace backward, tape)."""
+    cdef crnn_gru_desc d = _gru_desc(T, B, I, H, False)
+    return (crnn_gru_workspace_size(&d, CRNN_PASS_INFER), crnn_gru_workspace_size(&d, CRNN_PASS_TRAIN),
+            crnn_gru_workspace_size(&d, CRNN_PASS_BACKWARD), crnn_gru_tape_size(&d))
+
+
+# --- simple RNN --------------------------------------------------------------
+
+def rnn_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint relu, bint reverse,
+                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None):
+    """crnn_rnn_forward_* (tape None) or crnn_rnn_forward_train_* into y, h_n, tape."""
+    cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w
+    _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ph0 = _ptr(h0, tn, B * H, False, "h0")
+    cdef void *py = _req(y, tn, T * B * H, True, "y")
+    cdef void *phn = _req(h_n, tn, B * H, True, "h_n")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            if ptape == NULL:
+                st = crnn_rnn_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
+                                          <float *>py, <float *>phn, <float *>pws, nws)
+            else:
+                st = crnn_rnn_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
+                                                <float *>ph0, <float *>py, <float *>phn,
+                                                <float *>ptape, ntape, <float *>pws, nws)
+        else:
+            if ptape == NULL:
+                st = crnn_rnn_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
+                                          <double *>py, <double *>phn, <double *>pws, nws)
+            else:
+                st = crnn_rnn_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
+                                                <double *>ph0, <double *>py, <double *>phn,
+                                                <double *>ptape, ntape, <double *>pws, nws)
+    return _check(st)
+
+
+def rnn_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint relu, bint reverse,
+                 x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
+                 dW_ih, dW_hh, db_ih, db_hh, workspace):
+    """crnn_rnn_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
+    cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w, g
+    _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    _grads(&g, tn, H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ptape = _req(tape, tn, 0, False, "tape")
+    cdef void *pdy = _req(dy, tn, T * B * H, False, "dy")
+    cdef void *pdhn = _ptr(dh_n, tn, B * H, False, "dh_n")
+    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
+    cdef void *pdh0 = _ptr(dh0, tn, B * H, True, "dh0")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            st = crnn_rnn_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
+                                       <float *>pdy, <float *>pdhn, <float *>pdx, <float *>pdh0,
+                                       <crnn_grads_f32 *>&g, <float *>pws, nws)
+        else:
+            st = crnn_rnn_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
+                                       <double *>pdy, <double *>pdhn, <double *>pdx, <double *>pdh0,
+                                       <crnn_grads_f64 *>&g, <double *>pws, nws)
+    return _check(st)
+
+
+# --- LSTM ----------------------------------------------------------------------
+
+def lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint reverse,
+                 x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, y, h_n, c_n, workspace, tape=None):
+    """crnn_lstm_forward_* (tape None) or crnn_lstm_forward_train_* into y, h_n, c_n, tape."""
+    cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w
+    _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ph0 = _ptr(h0, tn, B * P, False, "h0")
+    cdef void *pc0 = _ptr(c0, tn, B * H, False, "c0")
+    cdef void *py = _req(y, tn, T * B * P, True, "y")
+    cdef void *phn = _req(h_n, tn, B * P, True, "h_n")
+    cdef void *pcn = _req(c_n, tn, B * H, True, "c_n")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            if ptape == NULL:
+                st = crnn_lstm_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
+                                           <float *>pc0, <float *>py, <float *>phn, <float *>pcn,
+                                           <float *>pws, nws)
+            else:
+                st = crnn_lstm_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
+                                                 <float *>ph0, <float *>pc0, <float *>py, <float *>phn,
+                                                 <float *>pcn, <float *>ptape, ntape, <float *>pws, nws)
+        else:
+            if ptape == NULL:
+                st = crnn_lstm_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
+                                           <double *>pc0, <double *>py, <double *>phn, <double *>pcn,
+                                           <double *>pws, nws)
+            else:
+                st = crnn_lstm_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
+                                                 <double *>ph0, <double *>pc0, <double *>py, <double *>phn,
+                                                 <double *>pcn, <double *>ptape, ntape, <double *>pws, nws)
+    return _check(st)
+
+
+def lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint reverse,
+                  x, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, tape, dy, dh_n, dc_n, dx, dh0, dc0,
+                  dW_ih, dW_hh, db_ih, db_hh, dW_hr, workspace):
+    """crnn_lstm_backward_*: dx, dh0, dc0 assigned; parameter gradients accumulated (+=)."""
+    cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w, g
+    _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
+    _grads(&g, tn, 4 * H, I, P, H, dW_ih, dW_hh, db_ih, db_hh, dW_hr)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ptape = _req(tape, tn, 0, False, "tape")
+    cdef void *pdy = _req(dy, tn, T * B * P, False, "dy")
+    cdef void *pdhn = _ptr(dh_n, tn, B * P, False, "dh_n")
+    cdef void *pdcn = _ptr(dc_n, tn, B * H, False, "dc_n")
+    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
+    cdef void *pdh0 = _ptr(dh0, tn, B * P, True, "dh0")
+    cdef void *pdc0 = _ptr(dc0, tn, B * H, True, "dc0")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            st = crnn_lstm_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
+                                        <float *>pdy, <float *>pdhn, <float *>pdcn, <float *>pdx, <float *>pdh0,
+                                        <float *>pdc0, <crnn_grads_f32 *>&g, <float *>pws, nws)
+        else:
+            st = crnn_lstm_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
+                                        <double *>pdy, <double *>pdhn, <double *>pdcn, <double *>pdx, <double *>pdh0,
+                                        <double *>pdc0, <crnn_grads_f64 *>&g, <double *>pws, nws)
+    return _check(st)
+
+
+# --- GRU -------------------------------------------------------------------------
+
+def gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint reverse,
+                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None):
+    """crnn_gru_forward_* (tape None) or crnn_gru_forward_train_* into y, h_n, tape."""
+    cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w
+    _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ph0 = _ptr(h0, tn, B * H, False, "h0")
+    cdef void *py = _req(y, tn, T * B * H, True, "y")
+    cdef void *phn = _req(h_n, tn, B * H, True, "h_n")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            if ptape == NULL:
+                st = crnn_gru_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
+                                          <float *>py, <float *>phn, <float *>pws, nws)
+            else:
+                st = crnn_gru_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
+                                                <float *>ph0, <float *>py, <float *>phn,
+                                                <float *>ptape, ntape, <float *>pws, nws)
+        else:
+            if ptape == NULL:
+                st = crnn_gru_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
+                                          <double *>py, <double *>phn, <double *>pws, nws)
+            else:
+                st = crnn_gru_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
+                                                <double *>ph0, <double *>py, <double *>phn,
+                                                <double *>ptape, ntape, <double *>pws, nws)
+    return _check(st)
+
+
+def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint reverse,
+                 x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
+                 dW_ih, dW_hh, db_ih, db_hh, workspace):
+    """crnn_gru_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
+    cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
+    cdef int tn = _typenum(x)
+    cdef _ptrs5 w, g
+    _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    _grads(&g, tn, 3 * H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
+    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    cdef void *px = _req(x, tn, T * B * I, False, "x")
+    cdef void *ptape = _req(tape, tn, 0, False, "tape")
+    cdef void *pdy = _req(dy, tn, T * B * H, False, "dy")
+    cdef void *pdhn = _ptr(dh_n, tn, B * H, False, "dh_n")
+    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
+    cdef void *pdh0 = _ptr(dh0, tn, B * H, True, "dh0")
+    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
+    cdef size_t nws = _size(workspace), ntape = _size(tape)
+    cdef const crnn_blas *blas = crnn_runtime_blas()
+    cdef crnn_status st
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            st = crnn_gru_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
+                                       <float *>pdy, <float *>pdhn, <float *>pdx, <float *>pdh0,
+                                       <crnn_grads_f32 *>&g, <float *>pws, nws)
+        else:
+            st = crnn_gru_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
+                                       <double *>pdy, <double *>pdhn, <double *>pdx, <double *>pdh0,
+                                       <crnn_grads_f64 *>&g, <double *>pws, nws)
+    return _check(st)

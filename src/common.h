@@ -1,0 +1,146 @@
+/* common.h -- what rnn.c, lstm.c and gru.c share. Internal, not installed.
+ *
+ * dtype templates: each cell file is written once over a type `real` and
+ * compiles itself twice (part 3 at the end of each file), with
+ *     real = float,  FN(name) = name##_f32      and
+ *     real = double, FN(name) = name##_f64.
+ * So FN(crnn_lstm_forward) is crnn_lstm_forward_f32 or _f64, and the
+ * helpers below, which exist once per dtype under the same suffixes, are
+ * called as FN(sigmoid)(x), FN(gemm)(blas, ...).
+ */
+#ifndef CRNN_COMMON_H
+#define CRNN_COMMON_H
+
+#include <math.h>
+#include <string.h>
+
+#include "crnn.h"
+
+/* ---- pointwise functions (accurate libm; no -ffast-math anywhere) ---- */
+
+/* Logistic function. exp(-|x|) never overflows; pick the algebraically
+ * equal form per sign (as crnn/reference/_sequence.py does). */
+static inline float sigmoid_f32(float x)
+{
+    float e = expf(-fabsf(x));
+    return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+static inline double sigmoid_f64(double x)
+{
+    double e = exp(-fabs(x));
+    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+static inline float tanh_f32(float x) { return tanhf(x); }
+static inline double tanh_f64(double x) { return tanh(x); }
+
+/* ---- BLAS: the seam of blas.h, picked by dtype ---- */
+
+static inline int blas_ok_f32(const crnn_blas *blas) { return blas != NULL && blas->sgemm != NULL; }
+static inline int blas_ok_f64(const crnn_blas *blas) { return blas != NULL && blas->dgemm != NULL; }
+
+/* C = alpha * op(A) @ op(B) + beta * C, row-major (see blas.h). */
+static inline void gemm_f32(const crnn_blas *blas, crnn_trans ta, crnn_trans tb,
+                            ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            float alpha, const float *A, ptrdiff_t lda,
+                            const float *B, ptrdiff_t ldb,
+                            float beta, float *C, ptrdiff_t ldc)
+{
+    blas->sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static inline void gemm_f64(const crnn_blas *blas, crnn_trans ta, crnn_trans tb,
+                            ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            double alpha, const double *A, ptrdiff_t lda,
+                            const double *B, ptrdiff_t ldb,
+                            double beta, double *C, ptrdiff_t ldc)
+{
+    blas->dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */
+static inline void add_colsum_f32(float *db, const float *A, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = 0; k < cols; k++)
+            db[k] += A[r * cols + k];
+}
+
+static inline void add_colsum_f64(double *db, const double *A, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = 0; k < cols; k++)
+            db[k] += A[r * cols + k];
+}
+
+/* ---- sequences ---- */
+
+/* Step t of sequence b is valid iff t < lengths[b] (NULL: all valid). */
+static inline int step_valid(const int64_t *lengths, ptrdiff_t b, ptrdiff_t t)
+{
+    return lengths == NULL || (int64_t)t < lengths[b];
+}
+
+/* The time index of the k-th step the recurrence visits. */
+static inline ptrdiff_t step_time(ptrdiff_t k, ptrdiff_t T, int reverse)
+{
+    return reverse ? T - 1 - k : k;
+}
+
+/* Tape slots of the states: the tape keeps T+1 states per sequence, in time
+ * order, so that step t reads h_{t-1} at slot prev_slot(t) and writes its
+ * result to next_slot(t). Forward: slot 0 = h0, slot T = h_n; reverse:
+ * slot T = h0, slot 0 = h_n. Slots [rev, rev + T) are then "the state each
+ * step t = 0..T-1 started from", one matrix for the dW_hh product. */
+static inline ptrdiff_t prev_slot(ptrdiff_t t, int reverse) { return t + (reverse ? 1 : 0); }
+static inline ptrdiff_t next_slot(ptrdiff_t t, int reverse) { return t + (reverse ? 0 : 1); }
+
+/* dst = src, or zeros when src is NULL (an omitted state or gradient).
+ * dst == src is allowed (a caller reusing one state buffer). */
+static inline void copy_or_zero(void *dst, const void *src, size_t bytes)
+{
+    if (src == NULL)
+        memset(dst, 0, bytes);
+    else if (dst != src)
+        memcpy(dst, src, bytes);
+}
+
+/* Inference runs the input product [F1] over chunks of steps so that its
+ * scratch does not grow with T: about CHUNK_ELEMENTS elements, at least
+ * CHUNK_MIN_STEPS steps (so small batches still get a tall GEMM). */
+enum { CHUNK_ELEMENTS = 1 << 16, CHUNK_MIN_STEPS = 8 };
+
+static inline ptrdiff_t chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
+{
+    ptrdiff_t n = requested;
+    if (n <= 0) {
+        n = CHUNK_ELEMENTS / (B * GH);
+        if (n < CHUNK_MIN_STEPS)
+            n = CHUNK_MIN_STEPS;
+    }
+    return n < T ? n : T;
+}
+
+/* ---- argument checks ---- */
+
+static inline crnn_status check_lengths(const int64_t *lengths, ptrdiff_t T, ptrdiff_t B)
+{
+    if (lengths != NULL)
+        for (ptrdiff_t b = 0; b < B; b++)
+            if (lengths[b] < 0 || lengths[b] > (int64_t)T)
+                return CRNN_ELENGTH;
+    return CRNN_OK;
+}
+
+/* A caller buffer of `have` elements where `need` are required. */
+static inline crnn_status check_buffer(const void *p, size_t have, size_t need)
+{
+    if (have < need)
+        return CRNN_ESIZE;
+    if (p == NULL && need > 0)
+        return CRNN_EINVAL;
+    return CRNN_OK;
+}
+
+#endif /* CRNN_COMMON_H */

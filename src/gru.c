@@ -1,0 +1,349 @@
+/* gru.c -- GRU: one layer, one direction, a whole sequence (PyTorch conventions).
+ *
+ * Gate blocks [r, z, n] (crnn_gru_gate) along the G*H = 3H axis:
+ *     r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+ *     z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+ *     n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))     (reset after the product)
+ *     h_t = (1 - z) * n + z * h_{t-1}
+ *
+ * The spec is crnn/reference/gru.py; the step tags match it:
+ *     [F1] input projection for all steps    [F2] recurrent product per step
+ *     [F3] gates and state update
+ *     [B1] through the state update and gates
+ *     [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx after the loop
+ *
+ * Unlike the LSTM, the recurrent product cannot be added into the gates
+ * before the pointwise pass: n needs W_hn h + b_hn on its own (r multiplies
+ * it), so [F2] writes a separate (B, 3H) buffer, and backward keeps two
+ * pre-activation gradients, w.r.t. W_ih x + b_ih and w.r.t. W_hh h + b_hh,
+ * which differ in the n block by the factor r.
+ *
+ * Tape (crnn_gru_tape_size), GH = 3H:
+ *     ws_gates (T, B, 3H)   post-activation r, z, n of every step
+ *     ws_hn    (T, B, H)    W_hn h_{t-1} + b_hn of every step
+ *     ws_h     (T+1, B, H)  the state before/after every step (prev_slot/next_slot)
+ *
+ * Workspace (crnn_gru_workspace_size):
+ *     infer     2*3H + Tc*B*3H + B*3H   biases, one chunk of the input product,
+ *                                       the recurrent product of a step
+ *     train     2*3H + B*3H             biases, recurrent product; [F1] writes
+ *                                       into ws_gates
+ *     backward  T*B*3H + B*3H + B*H     dpre_x over all steps (turned into
+ *                                       dpre_h after the loop), dpre_h of a
+ *                                       step, running dh
+ *
+ * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
+ * the kernels, written once over `real`; part 3 compiles part 2 for float
+ * and double by including this file into itself (see common.h).
+ */
+
+/* ===== part 1: dtype-free ================================================ */
+#ifndef CRNN_INSTANCE
+#include "common.h"
+
+static crnn_status gru_check_desc(const crnn_gru_desc *d)
+{
+    if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1 || d->chunk_steps < 0)
+        return CRNN_EINVAL;
+    if (d->reset_before != 0)
+        return CRNN_EUNSUPPORTED;
+    return CRNN_OK;
+}
+
+size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
+{
+    if (gru_check_desc(d) != CRNN_OK)
+        return 0;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 3 * H;
+    switch (pass) {
+    case CRNN_PASS_INFER:
+        return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH;
+    case CRNN_PASS_TRAIN:
+        return 2 * GH + B * GH;
+    case CRNN_PASS_BACKWARD:
+        return T * B * GH + B * GH + B * H;
+    }
+    return 0;
+}
+
+size_t crnn_gru_tape_size(const crnn_gru_desc *d)
+{
+    if (gru_check_desc(d) != CRNN_OK)
+        return 0;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
+    return T * B * 3 * H + T * B * H + (T + 1) * B * H;
+}
+#endif /* part 1 */
+
+/* ===== part 2: kernels over `real` ======================================= */
+#ifdef CRNN_INSTANCE
+
+/* Checks shared by the three entry points. */
+static crnn_status FN(gru_check)(const crnn_blas *blas, const crnn_gru_desc *d,
+                                 const FN(crnn_weights) *w, const int64_t *lengths,
+                                 const real *x)
+{
+    crnn_status s = gru_check_desc(d);
+    if (s != CRNN_OK)
+        return s;
+    if (!FN(blas_ok)(blas) || w == NULL || w->W_ih == NULL || w->W_hh == NULL
+        || w->W_hr != NULL || x == NULL)
+        return CRNN_EINVAL;
+    return check_lengths(lengths, d->steps, d->batch);
+}
+
+/* One step t for the whole batch: [F2] and [F3].
+ * gates (B, 3H) holds x_t W_ih^T on entry and the post-activation gates on
+ * exit; h_out may be h_prev (inference updates the state in place): every
+ * element is read before it is written. */
+static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const real *W_hh,
+                         const real *b_ih,      /* (3H,) zeros if no bias */
+                         const real *b_hh,      /* (3H,) */
+                         const int64_t *lengths, ptrdiff_t t,
+                         real *gates,           /* (B, 3H) */
+                         real *hw,              /* (B, 3H) scratch */
+                         real *hn_t,            /* (B, H) out: W_hn h + b_hn, or NULL */
+                         const real *h_prev,    /* (B, H) */
+                         real *h_out,           /* (B, H) */
+                         real *y_t)             /* (B, H) */
+{
+    const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size;
+    const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
+
+    /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H) */
+    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, GH, H, 1, h_prev, H, W_hh, H, 0, hw, GH);
+
+    /* [F3] gates, then h_new; a valid step outputs it and keeps it, an
+     * invalid one outputs 0 and keeps h_prev. */
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const int valid = step_valid(lengths, b, t);
+        real *gb = gates + b * GH;
+        const real *hb = hw + b * GH;
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const real r = FN(sigmoid)((gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]));
+            const real z = FN(sigmoid)((gb[Iz + j] + b_ih[Iz + j]) + (hb[Iz + j] + b_hh[Iz + j]));
+            const real hn = hb[In + j] + b_hh[In + j];
+            const real n = FN(tanh)(gb[In + j] + b_ih[In + j] + r * hn);
+            gb[Ir + j] = r;  /* saved for backward: ws_gates */
+            gb[Iz + j] = z;
+            gb[In + j] = n;
+            const ptrdiff_t k = b * H + j;
+            if (hn_t != NULL)
+                hn_t[k] = hn;
+            const real h_new = (1 - z) * n + z * h_prev[k];
+            y_t[k] = valid ? h_new : 0;
+            h_out[k] = valid ? h_new : h_prev[k];
+        }
+    }
+}
+
+/* The forward pass; tape == NULL is inference (state kept in h_n, input
+ * product in chunks), otherwise training (everything on the tape).
+ * Arguments are checked by the callers. */
+static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(crnn_weights) *w,
+                        const int64_t *lengths, const real *x, const real *h0,
+                        real *y, real *h_n, real *tape, real *workspace)
+{
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
+    const int rev = d->reverse != 0;
+    real *b_ih = workspace, *b_hh = workspace + GH;
+    copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
+    copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
+    real *hw = workspace + 2 * GH;                    /* (B, 3H) */
+
+    /* Tape regions (training only). */
+    real *ws_gates = tape;                            /* (T, B, 3H) */
+    real *ws_hn = tape ? ws_gates + T * B * GH : NULL; /* (T, B, H) */
+    real *ws_h = tape ? ws_hn + T * B * H : NULL;     /* (T+1, B, H) */
+
+    real *xw;       /* (Tc, B, 3H) the input product of one chunk */
+    ptrdiff_t Tc;
+    if (tape != NULL) {
+        xw = ws_gates;  /* the gates of step t start as its input product */
+        Tc = T;
+        copy_or_zero(ws_h + prev_slot(rev ? T - 1 : 0, rev) * B * H, h0, (size_t)(B * H) * sizeof(real));
+    } else {
+        xw = hw + B * GH;
+        Tc = chunk_steps(T, B, GH, d->chunk_steps);
+        copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
+    }
+
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
+        /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
+        const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
+        const ptrdiff_t t0 = rev ? T - k0 - n : k0;
+
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
+                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev);
+            real *gates = xw + (t - t0) * B * GH;
+            if (tape != NULL)
+                FN(gru_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t, gates, hw,
+                             ws_hn + t * B * H, ws_h + prev_slot(t, rev) * B * H,
+                             ws_h + next_slot(t, rev) * B * H, y + t * B * H);
+            else
+                FN(gru_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t, gates, hw,
+                             NULL, h_n, h_n, y + t * B * H);
+        }
+    }
+    if (tape != NULL)
+        memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));
+}
+
+crnn_status FN(crnn_gru_forward)(const crnn_blas *blas, const crnn_gru_desc *d,
+                                 const FN(crnn_weights) *w, const int64_t *lengths,
+                                 const real *x, const real *h0, real *y, real *h_n,
+                                 real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(gru_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(workspace, workspace_size, crnn_gru_workspace_size(d, CRNN_PASS_INFER));
+    if (s != CRNN_OK)
+        return s;
+    FN(gru_run)(blas, d, w, lengths, x, h0, y, h_n, NULL, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_gru_forward_train)(const crnn_blas *blas, const crnn_gru_desc *d,
+                                       const FN(crnn_weights) *w, const int64_t *lengths,
+                                       const real *x, const real *h0, real *y, real *h_n,
+                                       real *tape, size_t tape_size,
+                                       real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(gru_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_gru_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_gru_workspace_size(d, CRNN_PASS_TRAIN));
+    if (s != CRNN_OK)
+        return s;
+    FN(gru_run)(blas, d, w, lengths, x, h0, y, h_n, tape, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
+                                  const FN(crnn_weights) *w, const int64_t *lengths,
+                                  const real *x, const real *tape, size_t tape_size,
+                                  const real *dy, const real *dh_n,
+                                  real *dx, real *dh0, const FN(crnn_grads) *grads,
+                                  real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(gru_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (dy == NULL || (grads != NULL && grads->dW_hr != NULL))
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_gru_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD));
+    if (s != CRNN_OK)
+        return s;
+
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
+    const int rev = d->reverse != 0;
+    const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
+
+    const real *ws_gates = tape;                      /* (T, B, 3H) */
+    const real *ws_hn = ws_gates + T * B * GH;        /* (T, B, H) */
+    const real *ws_h = ws_hn + T * B * H;             /* (T+1, B, H) */
+
+    real *dpre_x = workspace;                         /* (T, B, 3H) dL/d(W_ih x + b_ih) */
+    real *dpre_h_t = dpre_x + T * B * GH;             /* (B, 3H) dL/d(W_hh h + b_hh), one step */
+    real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
+    copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+
+    /* The forward's steps in the opposite order. */
+    for (ptrdiff_t k = T - 1; k >= 0; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *gates = ws_gates + t * B * GH;
+        const real *hn = ws_hn + t * B * H;
+        const real *h_prev = ws_h + prev_slot(t, rev) * B * H;
+        const real *dy_t = dy + t * B * H;
+        real *dpre_x_t = dpre_x + t * B * GH;
+        for (ptrdiff_t b = 0; b < B; b++) {
+            const int valid = step_valid(lengths, b, t);
+            const real *gb = gates + b * GH;
+            real *dxb = dpre_x_t + b * GH, *dhb = dpre_h_t + b * GH;
+            for (ptrdiff_t j = 0; j < H; j++) {
+                const ptrdiff_t q = b * H + j;
+                const real r = gb[Ir + j], z = gb[Iz + j], n = gb[In + j];
+                /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+                const real dh_new = valid ? dy_t[q] + dh[q] : 0;
+                /* [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
+                 *      n = tanh(xn + r * hn), r, z = sigmoid(.);
+                 *      sigmoid' = s * (1 - s), tanh' = 1 - n * n from saved outputs */
+                const real dn_pre = dh_new * (1 - z) * (1 - n * n);
+                const real dz_pre = dh_new * (h_prev[q] - n) * z * (1 - z);
+                const real dr_pre = dn_pre * hn[q] * r * (1 - r);
+                dxb[Ir + j] = dr_pre;
+                dxb[Iz + j] = dz_pre;
+                dxb[In + j] = dn_pre;
+                dhb[Ir + j] = dr_pre;
+                dhb[Iz + j] = dz_pre;
+                dhb[In + j] = dn_pre * r;  /* hn entered n as r * hn */
+                /* [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh
+                 *      (the GEMM below); a masked step passes dh on. */
+                dh[q] = dh_new * z + (valid ? 0 : dh[q]);
+            }
+        }
+        /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, GH, 1, dpre_h_t, GH, w->W_hh, H, 1, dh, H);
+    }
+    if (dh0 != NULL)
+        memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
+
+    /* [B3] all steps at once. */
+    if (dx != NULL)  /* dx = dpre_x @ W_ih   (T*B, 3H) x (3H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, GH, 1, dpre_x, GH, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return CRNN_OK;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre_x.T @ x   (3H, T*B) x (T*B, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, T * B, 1, dpre_x, GH, x, I, 1, grads->dW_ih, I);
+    if (grads->db_ih != NULL)  /* db_ih += dpre_x.sum(axis=(0, 1)) */
+        FN(add_colsum)(grads->db_ih, dpre_x, T * B, GH);
+    if (grads->dW_hh == NULL && grads->db_hh == NULL)
+        return CRNN_OK;
+
+    /* dpre_x is not needed any more: turn it into dpre_h in place. The two
+     * differ only in the n block, which saw hn through r * hn. */
+    for (ptrdiff_t row = 0; row < T * B; row++) {
+        const real *r = ws_gates + row * GH + Ir;
+        real *dn = dpre_x + row * GH + In;
+        for (ptrdiff_t j = 0; j < H; j++)
+            dn[j] *= r[j];
+    }
+    const real *dpre_h = dpre_x;
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre_h.T @ h_prev, h_prev = ws_h[rev : rev+T] */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, H, T * B,
+                 1, dpre_h, GH, ws_h + prev_slot(0, rev) * B * H, H, 1, grads->dW_hh, H);
+    if (grads->db_hh != NULL)  /* db_hh += dpre_h.sum(axis=(0, 1)) */
+        FN(add_colsum)(grads->db_hh, dpre_h, T * B, GH);
+    return CRNN_OK;
+}
+
+#endif /* part 2 */
+
+/* ===== part 3: compile part 2 for float and double ======================= */
+#ifndef CRNN_INSTANCE
+#define CRNN_INSTANCE
+#define real float
+#define FN(name) name##_f32
+#include "gru.c"
+#undef real
+#undef FN
+#define real double
+#define FN(name) name##_f64
+#include "gru.c"
+#undef real
+#undef FN
+#undef CRNN_INSTANCE
+#endif

@@ -1,0 +1,419 @@
+/* lstm.c -- LSTM: one layer, one direction, a whole sequence (PyTorch conventions).
+ *
+ * Gate blocks [i, f, g, o] (crnn_lstm_gate) along the G*H = 4H axis:
+ *     i, f, o = sigmoid(.)     g = tanh(.)    (. = W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
+ *     c_t = f * c_{t-1} + i * g
+ *     h_t = o * tanh(c_t)              or, with proj_size P > 0,
+ *     h_t = W_hr (o * tanh(c_t))       (h has P features, c keeps H)
+ *
+ * The spec is crnn/reference/lstm.py; the step tags match it:
+ *     [F1] input projection for all steps    [F2] recurrent product per step
+ *     [F3] gates, cell and state update      [F4] projection (P > 0)
+ *     [B1] through the projection            [B2] through the cell and gates
+ *     [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx after the loop
+ *
+ * Tape (crnn_lstm_tape_size), GH = 4H, Pn = P if P > 0 else H:
+ *     ws_gates (T, B, 4H)   post-activation i, f, g, o of every step
+ *     ws_c     (T+1, B, H)  cell state before/after every step (prev_slot/next_slot)
+ *     ws_h     (T+1, B, Pn) hidden state likewise
+ *     ws_r     (T, B, H)    only if P > 0: o * tanh(c_t), the projection's input
+ * The reference's c_prev[t], h_prev[t] are ws_c, ws_h at prev_slot(t); its
+ * c_new[t] is ws_c at next_slot(t) where step t is valid (elsewhere the
+ * backward multiplies it by 0).
+ *
+ * Workspace (crnn_lstm_workspace_size):
+ *     infer     2*4H + Tc*B*4H [+ B*H + B*P]   biases, one chunk of the input
+ *                                              product [, r and W_hr r of a step]
+ *     train     2*4H [+ B*P]                   biases [, W_hr r]; [F1] writes
+ *                                              into ws_gates
+ *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H]
+ *                                              dpre, dh, dc [, dh_new of every
+ *                                              step for dW_hr, dr]
+ *
+ * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
+ * the kernels, written once over `real`; part 3 compiles part 2 for float
+ * and double by including this file into itself (see common.h).
+ */
+
+/* ===== part 1: dtype-free ================================================ */
+#ifndef CRNN_INSTANCE
+#include "common.h"
+
+static crnn_status lstm_check_desc(const crnn_lstm_desc *d)
+{
+    if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1
+        || d->proj_size < 0 || d->chunk_steps < 0)
+        return CRNN_EINVAL;
+    if (d->peephole != 0 || d->cell_clip != 0)
+        return CRNN_EUNSUPPORTED;
+    return CRNN_OK;
+}
+
+/* Features of h: proj_size, or H without projection. */
+static ptrdiff_t lstm_P(const crnn_lstm_desc *d) { return d->proj_size > 0 ? d->proj_size : d->hidden_size; }
+
+size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
+{
+    if (lstm_check_desc(d) != CRNN_OK)
+        return 0;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 4 * H;
+    const size_t P = (size_t)lstm_P(d);
+    const int proj = d->proj_size > 0;
+    switch (pass) {
+    case CRNN_PASS_INFER:
+        return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
+               + (proj ? B * H + B * P : 0);
+    case CRNN_PASS_TRAIN:
+        return 2 * GH + (proj ? B * P : 0);
+    case CRNN_PASS_BACKWARD:
+        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0);
+    }
+    return 0;
+}
+
+size_t crnn_lstm_tape_size(const crnn_lstm_desc *d)
+{
+    if (lstm_check_desc(d) != CRNN_OK)
+        return 0;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
+    const size_t P = (size_t)lstm_P(d);
+    return T * B * 4 * H + (T + 1) * B * H + (T + 1) * B * P + (d->proj_size > 0 ? T * B * H : 0);
+}
+#endif /* part 1 */
+
+/* ===== part 2: kernels over `real` ======================================= */
+#ifdef CRNN_INSTANCE
+
+/* Checks shared by the three entry points. */
+static crnn_status FN(lstm_check)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                                  const FN(crnn_weights) *w, const int64_t *lengths,
+                                  const real *x)
+{
+    crnn_status s = lstm_check_desc(d);
+    if (s != CRNN_OK)
+        return s;
+    if (!FN(blas_ok)(blas) || w == NULL || w->W_ih == NULL || w->W_hh == NULL || x == NULL)
+        return CRNN_EINVAL;
+    if ((w->W_hr != NULL) != (d->proj_size > 0))  /* W_hr exactly when projecting */
+        return CRNN_EINVAL;
+    return check_lengths(lengths, d->steps, d->batch);
+}
+
+/* One step t for the whole batch: [F2], [F3] and [F4].
+ * gates (B, 4H) holds x_t W_ih^T on entry and the post-activation gates on
+ * exit. h_out may be h_prev and c_out may be c_prev (inference updates the
+ * state in place): every element is read before it is written. */
+static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                          const FN(crnn_weights) *w,
+                          const real *b_ih,      /* (4H,) zeros if no bias */
+                          const real *b_hh,      /* (4H,) */
+                          const int64_t *lengths, ptrdiff_t t,
+                          real *gates,           /* (B, 4H) */
+                          const real *h_prev,    /* (B, P) */
+                          const real *c_prev,    /* (B, H) */
+                          real *h_out,           /* (B, P) */
+                          real *c_out,           /* (B, H) */
+                          real *y_t,             /* (B, P) */
+                          real *r,               /* (B, H) o*tanh(c_new), if P > 0 */
+                          real *hr)              /* (B, P) W_hr r, if P > 0 */
+{
+    const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
+    const int proj = d->proj_size > 0;
+    const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
+                    Io = CRNN_LSTM_O * H;
+
+    /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H) */
+    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, GH, P, 1, h_prev, P, w->W_hh, P, 1, gates, GH);
+
+    /* [F3] activations, then the cell; a valid step keeps c_new, an invalid
+     * one keeps c_prev (and, below, h_prev) and outputs 0. */
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const int valid = step_valid(lengths, b, t);
+        real *gb = gates + b * GH;
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const real i = FN(sigmoid)(gb[Ii + j] + b_ih[Ii + j] + b_hh[Ii + j]);
+            const real f = FN(sigmoid)(gb[If + j] + b_ih[If + j] + b_hh[If + j]);
+            const real g = FN(tanh)(gb[Ig + j] + b_ih[Ig + j] + b_hh[Ig + j]);
+            const real o = FN(sigmoid)(gb[Io + j] + b_ih[Io + j] + b_hh[Io + j]);
+            gb[Ii + j] = i;  /* saved for backward: ws_gates */
+            gb[If + j] = f;
+            gb[Ig + j] = g;
+            gb[Io + j] = o;
+            const ptrdiff_t k = b * H + j;
+            const real c_new = f * c_prev[k] + i * g;
+            const real h_new = o * FN(tanh)(c_new);
+            c_out[k] = valid ? c_new : c_prev[k];
+            if (proj) {
+                r[k] = h_new;
+            } else {
+                y_t[k] = valid ? h_new : 0;
+                h_out[k] = valid ? h_new : h_prev[k];
+            }
+        }
+    }
+    if (!proj)
+        return;
+
+    /* [F4] hr = r @ W_hr.T   (B, H) x (H, P), then the same masking */
+    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, P, H, 1, r, H, w->W_hr, H, 0, hr, P);
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const int valid = step_valid(lengths, b, t);
+        for (ptrdiff_t j = 0; j < P; j++) {
+            const ptrdiff_t k = b * P + j;
+            y_t[k] = valid ? hr[k] : 0;
+            h_out[k] = valid ? hr[k] : h_prev[k];
+        }
+    }
+}
+
+/* The forward pass; tape == NULL is inference (state kept in h_n, c_n,
+ * input product in chunks), otherwise training (everything on the tape).
+ * Arguments are checked by the callers. */
+static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const FN(crnn_weights) *w,
+                         const int64_t *lengths, const real *x, const real *h0, const real *c0,
+                         real *y, real *h_n, real *c_n, real *tape, real *workspace)
+{
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
+    const int rev = d->reverse != 0;
+    real *b_ih = workspace, *b_hh = workspace + GH;
+    copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
+    copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
+    real *scratch = workspace + 2 * GH;
+
+    /* Tape regions (training only). */
+    real *ws_gates = tape;                                /* (T, B, 4H) */
+    real *ws_c = tape ? ws_gates + T * B * GH : NULL;     /* (T+1, B, H) */
+    real *ws_h = tape ? ws_c + (T + 1) * B * H : NULL;    /* (T+1, B, P) */
+    real *ws_r = tape ? ws_h + (T + 1) * B * P : NULL;    /* (T, B, H) if P > 0 */
+
+    const int proj = d->proj_size > 0;
+    real *xw;                 /* (Tc, B, 4H) the input product of one chunk */
+    real *r = NULL, *hr = NULL;  /* (B, H), (B, P) projection scratch, if P > 0 */
+    ptrdiff_t Tc;
+    if (tape != NULL) {
+        xw = ws_gates;  /* the gates of step t start as its input product */
+        Tc = T;
+        if (proj)
+            hr = scratch;  /* and r is ws_r[t] */
+        const ptrdiff_t first = rev ? T - 1 : 0;
+        copy_or_zero(ws_h + prev_slot(first, rev) * B * P, h0, (size_t)(B * P) * sizeof(real));
+        copy_or_zero(ws_c + prev_slot(first, rev) * B * H, c0, (size_t)(B * H) * sizeof(real));
+    } else {
+        Tc = chunk_steps(T, B, GH, d->chunk_steps);
+        xw = scratch;
+        if (proj) {
+            r = scratch + Tc * B * GH;
+            hr = r + B * H;
+        }
+        copy_or_zero(h_n, h0, (size_t)(B * P) * sizeof(real));
+        copy_or_zero(c_n, c0, (size_t)(B * H) * sizeof(real));
+    }
+
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
+        /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
+        const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
+        const ptrdiff_t t0 = rev ? T - k0 - n : k0;
+
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
+                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev);
+            real *gates = xw + (t - t0) * B * GH;
+            if (tape != NULL)
+                FN(lstm_step)(blas, d, w, b_ih, b_hh, lengths, t, gates,
+                              ws_h + prev_slot(t, rev) * B * P, ws_c + prev_slot(t, rev) * B * H,
+                              ws_h + next_slot(t, rev) * B * P, ws_c + next_slot(t, rev) * B * H,
+                              y + t * B * P, proj ? ws_r + t * B * H : NULL, hr);
+            else
+                FN(lstm_step)(blas, d, w, b_ih, b_hh, lengths, t, gates,
+                              h_n, c_n, h_n, c_n, y + t * B * P, r, hr);
+        }
+    }
+    if (tape != NULL) {
+        const ptrdiff_t last = rev ? 0 : T - 1;
+        memcpy(h_n, ws_h + next_slot(last, rev) * B * P, (size_t)(B * P) * sizeof(real));
+        memcpy(c_n, ws_c + next_slot(last, rev) * B * H, (size_t)(B * H) * sizeof(real));
+    }
+}
+
+crnn_status FN(crnn_lstm_forward)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                                  const FN(crnn_weights) *w, const int64_t *lengths,
+                                  const real *x, const real *h0, const real *c0,
+                                  real *y, real *h_n, real *c_n,
+                                  real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(lstm_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL || c_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(workspace, workspace_size, crnn_lstm_workspace_size(d, CRNN_PASS_INFER));
+    if (s != CRNN_OK)
+        return s;
+    FN(lstm_run)(blas, d, w, lengths, x, h0, c0, y, h_n, c_n, NULL, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_lstm_forward_train)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                                        const FN(crnn_weights) *w, const int64_t *lengths,
+                                        const real *x, const real *h0, const real *c0,
+                                        real *y, real *h_n, real *c_n,
+                                        real *tape, size_t tape_size,
+                                        real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(lstm_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL || c_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_lstm_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_lstm_workspace_size(d, CRNN_PASS_TRAIN));
+    if (s != CRNN_OK)
+        return s;
+    FN(lstm_run)(blas, d, w, lengths, x, h0, c0, y, h_n, c_n, tape, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                                   const FN(crnn_weights) *w, const int64_t *lengths,
+                                   const real *x, const real *tape, size_t tape_size,
+                                   const real *dy, const real *dh_n, const real *dc_n,
+                                   real *dx, real *dh0, real *dc0, const FN(crnn_grads) *grads,
+                                   real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(lstm_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (dy == NULL || (grads != NULL && grads->dW_hr != NULL && d->proj_size == 0))
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_lstm_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD));
+    if (s != CRNN_OK)
+        return s;
+
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
+    const int rev = d->reverse != 0, proj = d->proj_size > 0;
+    const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
+                    Io = CRNN_LSTM_O * H;
+
+    const real *ws_gates = tape;                      /* (T, B, 4H) */
+    const real *ws_c = ws_gates + T * B * GH;         /* (T+1, B, H) */
+    const real *ws_h = ws_c + (T + 1) * B * H;        /* (T+1, B, P) */
+    const real *ws_r = ws_h + (T + 1) * B * P;        /* (T, B, H) if P > 0 */
+
+    real *dpre = workspace;                           /* (T, B, 4H) dL/d(pre-activations) */
+    real *dh = dpre + T * B * GH;                     /* (B, P) dL/dh_t, running */
+    real *dc = dh + B * P;                            /* (B, H) dL/dc_t, running */
+    real *dh_new_all = proj ? dc + B * H : NULL;      /* (T, B, P) if P > 0 */
+    real *dr = proj ? dh_new_all + T * B * P : NULL;  /* (B, H) if P > 0 */
+    copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
+    copy_or_zero(dc, dc_n, (size_t)(B * H) * sizeof(real));
+
+    /* The forward's steps in the opposite order. */
+    for (ptrdiff_t k = T - 1; k >= 0; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *gates = ws_gates + t * B * GH;
+        const real *c_prev = ws_c + prev_slot(t, rev) * B * H;
+        const real *c_new = ws_c + next_slot(t, rev) * B * H;
+        const real *dy_t = dy + t * B * P;
+        real *dpre_t = dpre + t * B * GH;
+
+        if (proj) {
+            real *dh_new = dh_new_all + t * B * P;
+            for (ptrdiff_t b = 0; b < B; b++) {
+                const int valid = step_valid(lengths, b, t);
+                for (ptrdiff_t j = 0; j < P; j++) {
+                    const ptrdiff_t q = b * P + j;
+                    /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+                    dh_new[q] = valid ? dy_t[q] + dh[q] : 0;
+                    /* [B3], masked part: an invalid step passed h_{t-1} through. */
+                    dh[q] = valid ? 0 : dh[q];
+                }
+            }
+            /* [B1] in the forward pass: h = r @ W_hr.T, so dr = dh_new @ W_hr
+             * (B, P) x (P, H); dW_hr waits for [B4]. */
+            FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, P, 1, dh_new, P, w->W_hr, H, 0, dr, H);
+        }
+
+        for (ptrdiff_t b = 0; b < B; b++) {
+            const int valid = step_valid(lengths, b, t);
+            const real *gb = gates + b * GH;
+            real *dpb = dpre_t + b * GH;     /* dpre of sequence b */
+            for (ptrdiff_t j = 0; j < H; j++) {
+                const ptrdiff_t q = b * H + j;
+                real dr_q;  /* dL/d(o * tanh(c_new)) */
+                if (proj) {
+                    dr_q = dr[q];
+                } else {
+                    /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+                    dr_q = valid ? dy_t[q] + dh[q] : 0;
+                    dh[q] = valid ? 0 : dh[q];  /* [B3], masked part */
+                }
+                const real i = gb[Ii + j], f = gb[If + j], g = gb[Ig + j], o = gb[Io + j];
+                const real tanh_c = FN(tanh)(c_new[q]);
+                /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g;
+                 * a masked step kept c, so dc passes through it (dr is 0 there). */
+                const real dc_new = (valid ? dc[q] : 0) + dr_q * o * (1 - tanh_c * tanh_c);
+                const real d_o = dr_q * tanh_c;
+                const real d_i = dc_new * g;
+                const real d_f = dc_new * c_prev[q];
+                const real d_g = dc_new * i;
+                /* through the activations, from their saved outputs:
+                 * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
+                dpb[Ii + j] = d_i * i * (1 - i);
+                dpb[If + j] = d_f * f * (1 - f);
+                dpb[Ig + j] = d_g * (1 - g * g);
+                dpb[Io + j] = d_o * o * (1 - o);
+                /* [B3] c_{t-1} reaches c_new through f; a masked step passes dc on. */
+                dc[q] = dc_new * f + (valid ? 0 : dc[q]);
+            }
+        }
+        /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, P, GH, 1, dpre_t, GH, w->W_hh, P, 1, dh, P);
+    }
+    if (dh0 != NULL)
+        memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));
+    if (dc0 != NULL)
+        memcpy(dc0, dc, (size_t)(B * H) * sizeof(real));
+
+    /* [B4] all steps at once. */
+    if (dx != NULL)  /* dx = dpre @ W_ih   (T*B, 4H) x (4H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, GH, 1, dpre, GH, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return CRNN_OK;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (4H, T*B) x (T*B, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, T * B, 1, dpre, GH, x, I, 1, grads->dW_ih, I);
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev, h_prev = ws_h[rev : rev+T] */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, P, T * B,
+                 1, dpre, GH, ws_h + prev_slot(0, rev) * B * P, P, 1, grads->dW_hh, P);
+    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=(0, 1)) */
+        FN(add_colsum)(grads->db_ih, dpre, T * B, GH);
+    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
+        FN(add_colsum)(grads->db_hh, dpre, T * B, GH);
+    if (proj && grads->dW_hr != NULL)  /* [B1] dW_hr += dh_new.T @ r   (P, T*B) x (T*B, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, P, H, T * B,
+                 1, dh_new_all, P, ws_r, H, 1, grads->dW_hr, H);
+    return CRNN_OK;
+}
+
+#endif /* part 2 */
+
+/* ===== part 3: compile part 2 for float and double ======================= */
+#ifndef CRNN_INSTANCE
+#define CRNN_INSTANCE
+#define real float
+#define FN(name) name##_f32
+#include "lstm.c"
+#undef real
+#undef FN
+#define real double
+#define FN(name) name##_f64
+#include "lstm.c"
+#undef real
+#undef FN
+#undef CRNN_INSTANCE
+#endif

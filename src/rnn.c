@@ -1,0 +1,285 @@
+/* rnn.c -- simple (Elman) RNN: one layer, one direction, a whole sequence.
+ *
+ *     h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
+ *
+ * The spec is crnn/reference/rnn.py; the step tags match it:
+ *     [F1] input projection for all steps      [F2] recurrent product per step
+ *     [F3] activation and masked state update  [B1] gradient through act
+ *     [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx after the loop
+ *
+ * Tape (crnn_rnn_tape_size = (T+1)*B*H elements):
+ *     ws_h  (T+1, B, H)  the state before and after every step, in time
+ *                        order (see prev_slot/next_slot in common.h)
+ * The reference's h_prev[t] is ws_h[prev_slot(t)], and where step t is valid
+ * its y[t] (= h_new, all backward needs for act') is ws_h[next_slot(t)].
+ *
+ * Workspace (crnn_rnn_workspace_size):
+ *     infer     2H + Tc*B*H   biases (b_ih, b_hh: zeros if NULL), the input
+ *                             product of Tc = chunk_steps(..) steps
+ *     train     2H            biases; [F1] writes into ws_h (the slot each
+ *                             step then overwrites with its state)
+ *     backward  T*B*H + B*H   dpre over all steps, running dh
+ *
+ * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
+ * the kernels, written once over `real`; part 3 compiles part 2 for float
+ * and double by including this file into itself (see common.h).
+ */
+
+/* ===== part 1: dtype-free ================================================ */
+#ifndef CRNN_INSTANCE
+#include "common.h"
+
+static crnn_status rnn_check_desc(const crnn_rnn_desc *d)
+{
+    if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1 || d->chunk_steps < 0)
+        return CRNN_EINVAL;
+    if (d->activation != CRNN_TANH && d->activation != CRNN_RELU)
+        return CRNN_EINVAL;
+    return CRNN_OK;
+}
+
+size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
+{
+    if (rnn_check_desc(d) != CRNN_OK)
+        return 0;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
+    switch (pass) {
+    case CRNN_PASS_INFER:
+        return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H;
+    case CRNN_PASS_TRAIN:
+        return 2 * H;
+    case CRNN_PASS_BACKWARD:
+        return T * B * H + B * H;
+    }
+    return 0;
+}
+
+size_t crnn_rnn_tape_size(const crnn_rnn_desc *d)
+{
+    if (rnn_check_desc(d) != CRNN_OK)
+        return 0;
+    return ((size_t)d->steps + 1) * (size_t)d->batch * (size_t)d->hidden_size;
+}
+#endif /* part 1 */
+
+/* ===== part 2: kernels over `real` ======================================= */
+#ifdef CRNN_INSTANCE
+
+/* Checks shared by the three entry points. */
+static crnn_status FN(rnn_check)(const crnn_blas *blas, const crnn_rnn_desc *d,
+                                 const FN(crnn_weights) *w, const int64_t *lengths,
+                                 const real *x)
+{
+    crnn_status s = rnn_check_desc(d);
+    if (s != CRNN_OK)
+        return s;
+    if (!FN(blas_ok)(blas) || w == NULL || w->W_ih == NULL || w->W_hh == NULL
+        || w->W_hr != NULL || x == NULL)
+        return CRNN_EINVAL;
+    return check_lengths(lengths, d->steps, d->batch);
+}
+
+/* One step t for the whole batch: [F2] and [F3].
+ * pre (B, H) holds x_t W_ih^T on entry; h_out may be h_prev (inference
+ * updates the state in place) and pre may be h_out (training: the tape slot
+ * is reused); every element is read before it is written. */
+static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const real *W_hh,
+                         const real *b_ih,     /* (H,) zeros if no bias */
+                         const real *b_hh,     /* (H,) */
+                         const int64_t *lengths, ptrdiff_t t,
+                         real *pre,            /* (B, H) */
+                         const real *h_prev,   /* (B, H) h_{t-1} */
+                         real *h_out,          /* (B, H) h_t */
+                         real *y_t)            /* (B, H) */
+{
+    const ptrdiff_t B = d->batch, H = d->hidden_size;
+
+    /* [F2] pre += h_prev @ W_hh.T */
+    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, H, H, 1, h_prev, H, W_hh, H, 1, pre, H);
+
+    /* [F3] h_new = act(pre + b_ih + b_hh); a valid step outputs it and keeps
+     * it, an invalid one outputs 0 and keeps h_prev. */
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const int valid = step_valid(lengths, b, t);
+        for (ptrdiff_t j = 0; j < H; j++) {
+            const ptrdiff_t k = b * H + j;
+            const real a = pre[k] + b_ih[j] + b_hh[j];
+            /* relu as `a < 0 ? 0 : a` lets NaN through, as np.maximum does */
+            const real h_new = d->activation == CRNN_TANH ? FN(tanh)(a) : (a < 0 ? 0 : a);
+            y_t[k] = valid ? h_new : 0;
+            h_out[k] = valid ? h_new : h_prev[k];
+        }
+    }
+}
+
+/* The forward pass; tape == NULL is inference (state kept in h_n, input
+ * product in chunks), otherwise training (states and input product on the
+ * tape). Arguments are checked by the callers. */
+static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(crnn_weights) *w,
+                        const int64_t *lengths, const real *x, const real *h0,
+                        real *y, real *h_n, real *tape, real *workspace)
+{
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size;
+    const int rev = d->reverse != 0;
+    real *b_ih = workspace, *b_hh = workspace + H;
+    copy_or_zero(b_ih, w->b_ih, (size_t)H * sizeof(real));
+    copy_or_zero(b_hh, w->b_hh, (size_t)H * sizeof(real));
+
+    real *ws_h = tape;  /* (T+1, B, H) training only */
+    real *xw;           /* (Tc, B, H) the input product of one chunk */
+    ptrdiff_t Tc;
+    if (tape != NULL) {
+        /* Step t's input product goes straight into the slot its result will
+         * overwrite: no scratch, and one chunk of all T steps. */
+        xw = ws_h + next_slot(0, rev) * B * H;
+        Tc = T;
+        copy_or_zero(ws_h + prev_slot(rev ? T - 1 : 0, rev) * B * H, h0, (size_t)(B * H) * sizeof(real));
+    } else {
+        xw = workspace + 2 * H;
+        Tc = chunk_steps(T, B, H, d->chunk_steps);
+        copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
+    }
+
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
+        /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
+        const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
+        const ptrdiff_t t0 = rev ? T - k0 - n : k0;
+
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, H, I,
+                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, H);
+
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev);
+            const real *h_prev = tape ? ws_h + prev_slot(t, rev) * B * H : h_n;
+            real *h_out = tape ? ws_h + next_slot(t, rev) * B * H : h_n;
+            FN(rnn_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t,
+                         xw + (t - t0) * B * H, h_prev, h_out, y + t * B * H);
+        }
+    }
+    if (tape != NULL)
+        memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));
+}
+
+crnn_status FN(crnn_rnn_forward)(const crnn_blas *blas, const crnn_rnn_desc *d,
+                                 const FN(crnn_weights) *w, const int64_t *lengths,
+                                 const real *x, const real *h0, real *y, real *h_n,
+                                 real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(rnn_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(workspace, workspace_size, crnn_rnn_workspace_size(d, CRNN_PASS_INFER));
+    if (s != CRNN_OK)
+        return s;
+    FN(rnn_run)(blas, d, w, lengths, x, h0, y, h_n, NULL, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_rnn_forward_train)(const crnn_blas *blas, const crnn_rnn_desc *d,
+                                       const FN(crnn_weights) *w, const int64_t *lengths,
+                                       const real *x, const real *h0, real *y, real *h_n,
+                                       real *tape, size_t tape_size,
+                                       real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(rnn_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (y == NULL || h_n == NULL)
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_rnn_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_rnn_workspace_size(d, CRNN_PASS_TRAIN));
+    if (s != CRNN_OK)
+        return s;
+    FN(rnn_run)(blas, d, w, lengths, x, h0, y, h_n, tape, workspace);
+    return CRNN_OK;
+}
+
+crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
+                                  const FN(crnn_weights) *w, const int64_t *lengths,
+                                  const real *x, const real *tape, size_t tape_size,
+                                  const real *dy, const real *dh_n,
+                                  real *dx, real *dh0, const FN(crnn_grads) *grads,
+                                  real *workspace, size_t workspace_size)
+{
+    crnn_status s = FN(rnn_check)(blas, d, w, lengths, x);
+    if (s != CRNN_OK)
+        return s;
+    if (dy == NULL || (grads != NULL && grads->dW_hr != NULL))
+        return CRNN_EINVAL;
+    s = check_buffer(tape, tape_size, crnn_rnn_tape_size(d));
+    if (s == CRNN_OK)
+        s = check_buffer(workspace, workspace_size, crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD));
+    if (s != CRNN_OK)
+        return s;
+
+    const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size;
+    const int rev = d->reverse != 0;
+    const real *ws_h = tape;                 /* (T+1, B, H) */
+    real *dpre = workspace;                  /* (T, B, H) dL/d(pre-activation) */
+    real *dh = workspace + T * B * H;        /* (B, H) dL/dh_t, running */
+    copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+
+    /* The forward's steps in the opposite order. */
+    for (ptrdiff_t k = T - 1; k >= 0; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *h_new = ws_h + next_slot(t, rev) * B * H;  /* = y[t] where valid */
+        const real *dy_t = dy + t * B * H;
+        real *dpre_t = dpre + t * B * H;
+        for (ptrdiff_t b = 0; b < B; b++) {
+            const int valid = step_valid(lengths, b, t);
+            for (ptrdiff_t j = 0; j < H; j++) {
+                const ptrdiff_t i = b * H + j;
+                /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+                const real dh_new = valid ? dy_t[i] + dh[i] : 0;
+                /* [B1] in the forward pass: h_new = act(pre); act' from the saved output */
+                dpre_t[i] = d->activation == CRNN_TANH ? dh_new * (1 - h_new[i] * h_new[i])
+                                                       : (h_new[i] > 0 ? dh_new : 0);
+                /* [B2] a masked step passed h_{t-1} through unchanged: so does dh.
+                 * A valid one reaches h_{t-1} only through W_hh (the GEMM below). */
+                dh[i] = valid ? 0 : dh[i];
+            }
+        }
+        /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, H, 1, dpre_t, H, w->W_hh, H, 1, dh, H);
+    }
+    if (dh0 != NULL)
+        memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
+
+    /* [B3] all steps at once. */
+    if (dx != NULL)  /* dx = dpre @ W_ih   (T*B, H) x (H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, H, 1, dpre, H, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return CRNN_OK;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (H, T*B) x (T*B, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, I, T * B, 1, dpre, H, x, I, 1, grads->dW_ih, I);
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev, h_prev = ws_h[rev : rev+T] */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, H, T * B,
+                 1, dpre, H, ws_h + prev_slot(0, rev) * B * H, H, 1, grads->dW_hh, H);
+    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=(0, 1)) */
+        FN(add_colsum)(grads->db_ih, dpre, T * B, H);
+    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
+        FN(add_colsum)(grads->db_hh, dpre, T * B, H);
+    return CRNN_OK;
+}
+
+#endif /* part 2 */
+
+/* ===== part 3: compile part 2 for float and double ======================= */
+#ifndef CRNN_INSTANCE
+#define CRNN_INSTANCE
+#define real float
+#define FN(name) name##_f32
+#include "rnn.c"
+#undef real
+#undef FN
+#define real double
+#define FN(name) name##_f64
+#include "rnn.c"
+#undef real
+#undef FN
+#undef CRNN_INSTANCE
+#endif
