@@ -1,0 +1,116 @@
+"""Every C entry point against its NumPy twin, on random shapes and values.
+
+Hypothesis draws the shapes, lengths, directions and options; both backends
+run the same inputs; outputs, final states and every gradient must agree to
+~1e-12 (float64) or ~1e-5 (float32) relative to the largest reference value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import crnn
+from crnn import reference
+
+if "c" not in crnn.available_backends():
+    pytest.skip("the C extension is not installed (CRNN_NO_EXT)", allow_module_level=True)
+
+from crnn import _c_kernels  # noqa: E402
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def close(a, b, rtol, what):
+    assert a.shape == b.shape and a.dtype == b.dtype, what
+    scale = max(float(np.abs(b).max(initial=0)), 1e-6)
+    err = float(np.abs(a - b).max(initial=0)) / scale
+    assert err <= rtol, f"{what}: relative error {err:.3g}"
+
+
+@st.composite
+def problems(draw):
+    cell = draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru"]))
+    T, B = draw(st.integers(1, 9)), draw(st.integers(1, 5))
+    I, H = draw(st.integers(1, 7)), draw(st.integers(1 if cell != "lstm_proj" else 2, 9))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    lengths = None
+    if draw(st.booleans()):
+        lengths = np.array(draw(st.lists(st.integers(0, T), min_size=B, max_size=B)), dtype=np.int64)
+    return dict(cell=cell, T=T, B=B, I=I, H=H, dtype=dtype, lengths=lengths,
+                reverse=draw(st.booleans()), bias=draw(st.booleans()) or cell == "rnn_relu",
+                with_state=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)),
+                P=draw(st.integers(1, H - 1)) if cell == "lstm_proj" else H)
+
+
+def run(kernels, p, training=True):
+    """Forward (and backward) of one cell on one backend, from p's seed."""
+    rng = np.random.default_rng(p["seed"])
+    dt, T, B, I, H, P = p["dtype"], p["T"], p["B"], p["I"], p["H"], p["P"]
+    G = {"rnn": 1, "lst": 4, "gru": 3}[p["cell"][:3]]
+
+    def r(*shape):
+        return rng.uniform(-1, 1, size=shape).astype(dt)
+
+    x, W_ih, W_hh = r(T, B, I), r(G * H, I), r(G * H, P)
+    b_ih, b_hh = (r(G * H), r(G * H)) if p["bias"] else (None, None)
+    h0 = r(B, P) if p["with_state"] else np.zeros((B, P), dt)
+    c0 = r(B, H) if p["with_state"] else np.zeros((B, H), dt)
+    W_hr = r(P, H) if p["cell"] == "lstm_proj" else None
+    dy, dh, dc = r(T, B, P), r(B, P), r(B, H)
+    opts = dict(lengths=p["lengths"], reverse=p["reverse"], training=training)
+    if p["cell"].startswith("rnn"):
+        y, h, cache = kernels.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity=p["cell"][4:], **opts)
+        out = dict(y=y, h=h)
+        if training:
+            dx, dh0, g = kernels.rnn_backward(cache, dy, dh)
+            out.update(dx=dx, dh0=dh0, **{"d" + k: v for k, v in g.items()})
+    elif p["cell"].startswith("lstm"):
+        y, h, c, cache = kernels.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, **opts)
+        out = dict(y=y, h=h, c=c)
+        if training:
+            dx, dh0, dc0, g = kernels.lstm_backward(cache, dy, dh, dc)
+            out.update(dx=dx, dh0=dh0, dc0=dc0, **{"d" + k: v for k, v in g.items()})
+    else:
+        y, h, cache = kernels.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, **opts)
+        out = dict(y=y, h=h)
+        if training:
+            dx, dh0, g = kernels.gru_backward(cache, dy, dh)
+            out.update(dx=dx, dh0=dh0, **{"d" + k: v for k, v in g.items()})
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_training_forward_and_backward_match_reference(p):
+    ours, ref = run(_c_kernels, p), run(reference, p)
+    assert ours.keys() == ref.keys()
+    for name in ref:
+        if ref[name] is None:
+            assert ours[name] is None, name
+        else:
+            close(ours[name], ref[name], TOL[p["dtype"]], f"{name} {p}")
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems())
+def test_inference_forward_matches_reference(p):
+    ours, ref = run(_c_kernels, p, training=False), run(reference, p, training=False)
+    for name in ref:
+        close(ours[name], ref[name], TOL[p["dtype"]], f"{name} {p}")
+
+
+def test_inference_runs_in_chunks_longer_than_one():
+    """A long sequence crosses the C core's chunk boundary of the input product."""
+    p = dict(cell="lstm", T=300, B=3, I=4, H=5, P=5, dtype=np.float64, lengths=np.array([300, 177, 1]),
+             reverse=True, bias=True, with_state=True, seed=1)
+    ours, ref = run(_c_kernels, p, training=False), run(reference, p, training=False)
+    for name in ref:
+        close(ours[name], ref[name], 1e-12, name)
+
+
+def test_c_backend_is_active_after_a_normal_install():
+    assert crnn.backend() == "c"
+    assert crnn._backend.extension().blas_info()["source"] in ("numpy", "vendored")
