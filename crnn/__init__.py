@@ -16,8 +16,9 @@ from ._io import load
 from .cells import GRUCell, LSTMCell, RNNCell
 from ._threads import get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
+from .streaming import Stream
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "load", "backend", "set_backend", "use_backend",
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Stream", "load", "backend", "set_backend", "use_backend",
            "available_backends", "set_num_threads", "get_num_threads", "__version__"]

@@ -547,3 +547,166 @@ def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
                                        <double *>pdy, <double *>pdhn, <double *>pdx, <double *>pdh0,
                                        <crnn_grads_f64 *>&g, <double *>pws, nws)
     return _check(st)
+
+
+# --- streaming: one step of a stack of one-direction layers -----------------------
+
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+
+cdef enum _Kind:
+    _RNN = 0
+    _LSTM = 1
+    _GRU = 2
+
+
+cdef class StreamCore:
+    """Steps a stack of one-direction layers one time step per call; holds the state.
+
+    Built by crnn.streaming.Stream, which validates the layer. step() runs
+    every layer's T=1 forward in C with the GIL released, updating the
+    state in place (the core allows h_n == h0), and returns the last layer's
+    output. Not for concurrent use: a stream is one sequence's state.
+    """
+
+    cdef int kind, tn, relu, unbatched
+    cdef Py_ssize_t L, B, n_in, H, P, itemsize   # n_in: I (a C macro name)
+    cdef crnn_rnn_desc rdesc0, rdesc
+    cdef crnn_lstm_desc ldesc0, ldesc
+    cdef crnn_gru_desc gdesc0, gdesc
+    cdef _ptrs5 *weights                 # (L,) weight pointers per layer
+    cdef void **h                        # (L,) -> (B, P) state, updated in place
+    cdef void **c                        # (L,) -> (B, H) LSTM cell state
+    cdef void **y                        # (L,) -> (B, P) layer outputs
+    cdef void *workspace
+    cdef size_t workspace_size
+    cdef readonly object arrays          # keeps every buffer and weight alive
+    cdef readonly object h_state, c_state
+
+    def __cinit__(self):
+        self.weights = NULL
+        self.h = self.c = self.y = NULL
+
+    def __dealloc__(self):
+        free(self.weights)
+        free(self.h)
+        free(self.c)
+        free(self.y)
+
+    def __init__(self, str kind, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
+                 list layer_weights, h_state, c_state, bint unbatched):
+        """layer_weights: per layer (W_ih, W_hh, b_ih, b_hh, W_hr) C-contiguous arrays (or None);
+        h_state (L, B, P), c_state (L, B, H) (None unless LSTM): C-contiguous, owned by the stream."""
+        self.kind = {"rnn": _RNN, "lstm": _LSTM, "gru": _GRU}[kind]
+        self.relu, self.unbatched = relu, unbatched
+        self.L, self.B, self.n_in, self.H, self.P = len(layer_weights), B, I, H, P
+        self.tn = cnp.PyArray_TYPE(<cnp.ndarray>h_state)
+        self.itemsize = 4 if self.tn == cnp.NPY_FLOAT32 else 8
+        self.rdesc0 = _rnn_desc(1, B, I, H, relu, False)
+        self.rdesc = _rnn_desc(1, B, P, H, relu, False)
+        self.ldesc0 = _lstm_desc(1, B, I, H, P, False)
+        self.ldesc = _lstm_desc(1, B, P, H, P, False)
+        self.gdesc0 = _gru_desc(1, B, I, H, False)
+        self.gdesc = _gru_desc(1, B, P, H, False)
+        G = (1, 4, 3)[self.kind]
+        self.weights = <_ptrs5 *>calloc(self.L, sizeof(_ptrs5))
+        self.h = <void **>calloc(self.L, sizeof(void *))
+        self.c = <void **>calloc(self.L, sizeof(void *))
+        self.y = <void **>calloc(self.L, sizeof(void *))
+        if self.weights == NULL or self.h == NULL or self.c == NULL or self.y == NULL:
+            raise MemoryError()
+        dtype = np.float32 if self.tn == cnp.NPY_FLOAT32 else np.float64
+        outputs = [np.zeros((B, P), dtype=dtype) for _ in range(self.L)]
+        sizes = [self._workspace_elements(l) for l in range(self.L)]
+        workspace = np.empty(max(sizes), dtype=dtype)
+        self.arrays = (layer_weights, h_state, c_state, outputs, workspace)
+        self.h_state, self.c_state = h_state, c_state
+        for l in range(self.L):
+            W_ih, W_hh, b_ih, b_hh, W_hr = layer_weights[l]
+            _weights(&self.weights[l], self.tn, G * H, I if l == 0 else P, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
+            self.h[l] = _req(h_state[l], self.tn, B * P, True, "h")
+            if self.kind == _LSTM:
+                self.c[l] = _req(c_state[l], self.tn, B * H, True, "c")
+            self.y[l] = _req(outputs[l], self.tn, B * P, True, "y")
+        self.workspace = _req(workspace, self.tn, 0, True, "workspace")
+        self.workspace_size = <size_t>workspace.size
+
+    cdef size_t _workspace_elements(self, Py_ssize_t l):
+        if self.kind == _RNN:
+            return crnn_rnn_workspace_size(&self.rdesc0 if l == 0 else &self.rdesc, CRNN_PASS_INFER)
+        if self.kind == _LSTM:
+            return crnn_lstm_workspace_size(&self.ldesc0 if l == 0 else &self.ldesc, CRNN_PASS_INFER)
+        return crnn_gru_workspace_size(&self.gdesc0 if l == 0 else &self.gdesc, CRNN_PASS_INFER)
+
+    cdef crnn_status _layer_step(self, Py_ssize_t l, const void *x) noexcept nogil:
+        cdef const crnn_blas *blas = crnn_runtime_blas()
+        cdef float *ws32 = <float *>self.workspace
+        cdef double *ws64 = <double *>self.workspace
+        if self.kind == _LSTM:
+            if self.tn == cnp.NPY_FLOAT32:
+                return crnn_lstm_forward_f32(blas, &self.ldesc0 if l == 0 else &self.ldesc,
+                                             <crnn_weights_f32 *>&self.weights[l], NULL, <const float *>x,
+                                             <float *>self.h[l], <float *>self.c[l], <float *>self.y[l],
+                                             <float *>self.h[l], <float *>self.c[l], ws32, self.workspace_size)
+            return crnn_lstm_forward_f64(blas, &self.ldesc0 if l == 0 else &self.ldesc,
+                                         <crnn_weights_f64 *>&self.weights[l], NULL, <const double *>x,
+                                         <double *>self.h[l], <double *>self.c[l], <double *>self.y[l],
+                                         <double *>self.h[l], <double *>self.c[l], ws64, self.workspace_size)
+        if self.kind == _GRU:
+            if self.tn == cnp.NPY_FLOAT32:
+                return crnn_gru_forward_f32(blas, &self.gdesc0 if l == 0 else &self.gdesc,
+                                            <crnn_weights_f32 *>&self.weights[l], NULL, <const float *>x,
+                                            <float *>self.h[l], <float *>self.y[l], <float *>self.h[l],
+                                            ws32, self.workspace_size)
+            return crnn_gru_forward_f64(blas, &self.gdesc0 if l == 0 else &self.gdesc,
+                                        <crnn_weights_f64 *>&self.weights[l], NULL, <const double *>x,
+                                        <double *>self.h[l], <double *>self.y[l], <double *>self.h[l],
+                                        ws64, self.workspace_size)
+        if self.tn == cnp.NPY_FLOAT32:
+            return crnn_rnn_forward_f32(blas, &self.rdesc0 if l == 0 else &self.rdesc,
+                                        <crnn_weights_f32 *>&self.weights[l], NULL, <const float *>x,
+                                        <float *>self.h[l], <float *>self.y[l], <float *>self.h[l],
+                                        ws32, self.workspace_size)
+        return crnn_rnn_forward_f64(blas, &self.rdesc0 if l == 0 else &self.rdesc,
+                                    <crnn_weights_f64 *>&self.weights[l], NULL, <const double *>x,
+                                    <double *>self.h[l], <double *>self.y[l], <double *>self.h[l],
+                                    ws64, self.workspace_size)
+
+    def _step_shape(self):
+        if self.unbatched:
+            return (self.n_in,)
+        return (self.B, self.n_in)
+
+    def step(self, x):
+        """One time step: x (B, I) (or (I,) for an unbatched stream) -> output (B, H_out) / (H_out,).
+
+        Raises TypeError for a wrong dtype or a non-array, ValueError for a wrong shape.
+        """
+        if not isinstance(x, np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>x) != self.tn:
+            raise TypeError(f"x must be an ndarray of {'float32' if self.tn == cnp.NPY_FLOAT32 else 'float64'}"
+                            f" (the stream's dtype), got {getattr(x, 'dtype', type(x).__name__)}")
+        cdef cnp.ndarray arr = <cnp.ndarray>x
+        cdef int nd = cnp.PyArray_NDIM(arr)
+        if ((self.unbatched and (nd != 1 or arr.shape[0] != self.n_in))
+                or (not self.unbatched and (nd != 2 or arr.shape[0] != self.B or arr.shape[1] != self.n_in))):
+            raise ValueError(f"x has shape {x.shape}, expected "
+                             f"{self._step_shape()} for one step")
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            arr = np.ascontiguousarray(arr)
+        cdef const void *px = cnp.PyArray_DATA(arr)
+        cdef crnn_status st = CRNN_OK
+        cdef Py_ssize_t l
+        with nogil:
+            for l in range(self.L):
+                st = self._layer_step(l, px if l == 0 else self.y[l - 1])
+                if st != CRNN_OK:
+                    break
+        _check(st)
+        cdef cnp.npy_intp dims[2]
+        if self.unbatched:
+            dims[0] = self.P
+        else:
+            dims[0], dims[1] = self.B, self.P
+        out = cnp.PyArray_EMPTY(1 if self.unbatched else 2, dims, self.tn, 0)
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self.y[self.L - 1], self.B * self.P * self.itemsize)
+        return out

@@ -176,6 +176,11 @@ class RecurrentBase:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "cell")
         return f"{type(self).__name__}({args})"
 
+    def stream(self, batch_size: int | None = None, state=None):
+        """A crnn.streaming.Stream stepping this layer one time step per call."""
+        from .streaming import Stream
+        return Stream(self, batch_size, state)
+
     def save(self, path) -> None:
         """Write config and parameters to an .npz file (atomically); see crnn.load."""
         from ._io import save

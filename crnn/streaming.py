@@ -1,0 +1,103 @@
+"""Streaming inference: feed a recurrent layer one time step per call.
+
+    stream = lstm.stream()          # or crnn.Stream(lstm, batch_size=4)
+    for x_t in frames:              # x_t: (I,) or (B, I)
+        y_t = stream.step(x_t)      # (H_out,) or (B, H_out): the top layer's output
+    h, c = stream.state
+
+The stream holds the state between calls and runs every layer's step in C
+(GIL released) with buffers allocated once, so a step costs microseconds.
+Only one-direction layers stream: a reverse direction needs the future.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+from ._checks import float_array, positive_int, shape_is
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """Step-by-step inference over a crnn.RNN, LSTM or GRU (not bidirectional).
+
+    Args:
+        layer: the layer whose parameters the stream uses (read live: loading new
+            weights into the layer in place is seen by the next step).
+        batch_size: B sequences stepped together; None for one unbatched sequence.
+        state: initial state like the layer's (h, or (h, c)); zeros when None.
+
+    Raises:
+        ValueError for a bidirectional layer or a misshapen state; TypeError for wrong dtypes.
+
+    A stream is one set of sequences' state: do not step it from two threads at once.
+    The backend (C or NumPy) is the one in use when the stream is made.
+    """
+
+    def __init__(self, layer, batch_size: int | None = None, state=None) -> None:
+        if layer.bidirectional:
+            raise ValueError("a bidirectional layer cannot stream: its reverse direction needs the "
+                             "whole sequence; call the layer on the sequence instead")
+        self.layer = layer
+        self.unbatched = batch_size is None
+        self.batch_size = 1 if batch_size is None else positive_int("batch_size", batch_size)
+        self._is_lstm = len(layer._state_names) == 2
+        self._h = np.zeros((layer.num_layers, self.batch_size, layer.output_size), dtype=layer.dtype)
+        self._c = (np.zeros((layer.num_layers, self.batch_size, layer.hidden_size), dtype=layer.dtype)
+                   if self._is_lstm else None)
+        self.reset(state)
+        self._core = None
+        if _backend.backend() == "c":
+            ext = _backend.extension()
+            weights = []
+            for k in range(layer.num_layers):
+                w = layer._weights(k, 0)
+                weights.append(tuple(w[key] for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")))
+            self._core = ext.StreamCore(layer._cell_name, getattr(layer, "nonlinearity", "tanh") == "relu",
+                                        self.batch_size, layer.input_size, layer.hidden_size,
+                                        layer.output_size, weights, self._h, self._c, self.unbatched)
+            self.step = self._core.step          # no Python frame between the caller and C
+
+    def reset(self, state=None) -> None:
+        """Start over from `state` (like the layer's initial state), or zeros."""
+        if state is None:
+            self._h[...] = 0
+            if self._c is not None:
+                self._c[...] = 0
+            return
+        parts = self.layer._state_tuple(state, "state")
+        for name, value, target in zip(self.layer._state_names, parts, (self._h, self._c)):
+            arr = float_array(name + "0", value, self.layer.dtype)
+            expected = target.shape[:1] + target.shape[2:] if self.unbatched else target.shape
+            shape_is(name + "0", arr, expected, "(num_layers, batch, features) as the layer's state")
+            target[...] = arr[:, None, :] if self.unbatched else arr
+
+    @property
+    def state(self):
+        """A copy of the current state, shaped like the layer's (h, or (h, c))."""
+        parts = [self._h] + ([self._c] if self._c is not None else [])
+        parts = [p[:, 0, :].copy() if self.unbatched else p.copy() for p in parts]
+        return tuple(parts) if self._is_lstm else parts[0]
+
+    def step(self, x):
+        """One time step: x (B, I), or (I,) for an unbatched stream -> output (B, H_out) / (H_out,).
+
+        Raises TypeError for a wrong dtype, ValueError for a wrong shape.
+        """
+        # NumPy backend (the C path replaces this method in __init__).
+        x = float_array("x", x, self.layer.dtype)
+        expected = (self.layer.input_size,) if self.unbatched else (self.batch_size, self.layer.input_size)
+        shape_is("x", x, expected, "for one step")
+        layer = self.layer
+        inp = x.reshape(1, self.batch_size, -1)
+        for k in range(layer.num_layers):
+            state = (self._h[k], self._c[k]) if self._is_lstm else (self._h[k],)
+            y, new, _ = layer._cell_forward(_backend.kernels(), inp, state, layer._weights(k, 0),
+                                            None, reverse=False, training=False)
+            self._h[k] = new[0]
+            if self._is_lstm:
+                self._c[k] = new[1]
+            inp = y
+        return inp[0, 0].copy() if self.unbatched else inp[0].copy()
