@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from ._checks import check_finite as _check_finite
 from ._checks import float_array, layer_dtype, lengths_array, positive_int, shape_is
 
 # Kernel argument names -> PyTorch parameter name prefixes.
@@ -245,7 +246,7 @@ class RecurrentBase:
         return [tuple(arr[k] for arr in per_name) for k in range(count)]
 
     # ------------------------------------------------------------- the stack
-    def __call__(self, x, state=None, lengths=None):
+    def __call__(self, x, state=None, lengths=None, *, check_finite: bool = False):
         """Inference: run the layer without recording a tape (no dropout).
 
         Args:
@@ -254,17 +255,19 @@ class RecurrentBase:
                 or (D*L, H_out) / (D*L, H) unbatched; zeros when None.
             lengths: (B,) valid lengths in [0, T]; outputs past a length are 0 and the
                 final state is the one at the sequence's last valid step.
+            check_finite: raise ValueError if x or the state holds NaN or infinity.
 
         Returns:
             (y, state_n): y of shape (T, B, D*H_out) in x's layout; state_n like state.
 
         Raises:
-            ValueError for wrong shapes or lengths out of range, TypeError for wrong dtypes.
+            ValueError for wrong shapes, lengths out of range or (when asked) non-finite
+            values; TypeError for wrong dtypes.
         """
-        y, state_n, _ = self._run(x, state, lengths, training=False)
+        y, state_n, _ = self._run(x, state, lengths, training=False, check_finite=check_finite)
         return y, state_n
 
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x, state=None, lengths=None, *, check_finite: bool = False):
         """Training forward: like calling the layer, plus the tape `backward` needs.
 
         Dropout (if any) is applied between layers, drawn from the layer's seeded generator.
@@ -272,11 +275,16 @@ class RecurrentBase:
         Returns:
             (y, state_n, tape).
         """
-        return self._run(x, state, lengths, training=True)
+        return self._run(x, state, lengths, training=True, check_finite=check_finite)
 
-    def _run(self, x, state, lengths, training: bool):
+    def _run(self, x, state, lengths, training: bool, check_finite: bool = False):
         input_shape = np.shape(x)
         xs, states0, lengths, unbatched = self._prepare(x, state, lengths)
+        if check_finite:
+            _check_finite("x", xs)
+            for parts in states0:
+                for name, value in zip(self._state_names, parts):
+                    _check_finite(name + "0", value)
         kernels = _backend.kernels()
         D = self.num_directions
         layer_input = xs

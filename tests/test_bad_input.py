@@ -145,3 +145,15 @@ def test_backend_selection_errors():
     with pytest.raises(ValueError, match="unknown backend"):
         with crnn.use_backend("gpu"):
             pass
+
+
+def test_check_finite_on_request(each_backend, lstm):
+    x = x_ok()
+    x[2, 1, 0] = np.nan
+    lstm(x)                                   # unchecked: NaN propagates, no error
+    with pytest.raises(ValueError, match="x contains NaN or infinity"):
+        lstm(x, check_finite=True)
+    h = np.zeros((4, 2, 4), np.float32)
+    h[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="h0 contains NaN or infinity"):
+        lstm.forward(x_ok(), (h, np.zeros_like(h)), check_finite=True)
