@@ -33,10 +33,11 @@ def valid_mask(T: int, B: int, lengths: np.ndarray | None, dtype) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function, computed without overflow for large |x|."""
-    # exp(-|x|) never overflows; pick the algebraically equal form per sign.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    """Logistic function 1 / (1 + exp(-x)), same dtype as x."""
+    # For x << 0, exp(-x) overflows to inf and 1 / inf is exactly 0, the right
+    # limit: the overflow is expected, not an error.
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
 
 
 def input_projection(x: np.ndarray, W_ih: np.ndarray, b_ih: np.ndarray | None) -> np.ndarray:

@@ -56,9 +56,12 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, t
         if training:
             gates[t] = np.concatenate([r, z, n], axis=1)
             hn[t], h_prev[t] = hw[:, 2 * H:], h
-        m = mask[t]
-        y[t] = m * h_new
-        h = m * h_new + (1 - m) * h
+        if lengths is None:                                   # every step valid
+            y[t], h = h_new, h_new
+        else:                                                 # masked steps keep their state
+            m = mask[t]
+            y[t] = m * h_new
+            h = m * h_new + (1 - m) * h
     cache = None
     if training:
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None, reverse=reverse,

@@ -63,10 +63,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
         if training:
             gates[t] = np.concatenate([i, f, g, o], axis=1)
             c_new_all[t], h_prev[t], c_prev[t] = c_new, h, c
-        m = mask[t]
-        y[t] = m * h_new
-        h = m * h_new + (1 - m) * h
-        c = m * c_new + (1 - m) * c
+        if lengths is None:                                   # every step valid
+            y[t], h, c = h_new, h_new, c_new
+        else:                                                 # masked steps keep their state
+            m = mask[t]
+            y[t] = m * h_new
+            h = m * h_new + (1 - m) * h
+            c = m * c_new + (1 - m) * c
     cache = None
     if training:
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, W_hr=W_hr, has_bias=b_ih is not None,

@@ -44,9 +44,12 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
         h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)  # [F3]
         if training:
             h_prev[t] = h
-        m = mask[t]
-        y[t] = m * h_new
-        h = m * h_new + (1 - m) * h
+        if lengths is None:                                   # every step valid
+            y[t], h = h_new, h_new
+        else:                                                 # masked steps keep their state
+            m = mask[t]
+            y[t] = m * h_new
+            h = m * h_new + (1 - m) * h
     cache = None
     if training:
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None,
