@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "crnn.h"
+#include "rgemm.h"
+#include "vmath.h"
 
 /* ---- pointwise functions (accurate libm; no -ffast-math anywhere) ---- */
 
@@ -34,6 +36,34 @@ static inline double sigmoid_f64(double x)
 
 static inline float tanh_f32(float x) { return tanhf(x); }
 static inline double tanh_f64(double x) { return tanh(x); }
+
+/* The same over arrays, vectorised (vmath.h): what the pointwise passes use.
+ * out may be in. */
+static inline void vsigmoid_f32(ptrdiff_t n, const float *in, float *out) { crnn_vsigmoid_f32(n, in, out); }
+static inline void vsigmoid_f64(ptrdiff_t n, const double *in, double *out) { crnn_vsigmoid_f64(n, in, out); }
+static inline void vtanh_f32(ptrdiff_t n, const float *in, float *out) { crnn_vtanh_f32(n, in, out); }
+static inline void vtanh_f64(ptrdiff_t n, const double *in, double *out) { crnn_vtanh_f64(n, in, out); }
+
+/* bias = b_ih + b_hh (n,), a NULL bias counting as zeros: the two biases
+ * always enter a pre-activation together, so the per-step pass adds one. */
+static inline void sum_biases_f32(float *bias, const float *b_ih, const float *b_hh, ptrdiff_t n)
+{
+    for (ptrdiff_t k = 0; k < n; k++)
+        bias[k] = (b_ih ? b_ih[k] : 0) + (b_hh ? b_hh[k] : 0);
+}
+
+static inline void sum_biases_f64(double *bias, const double *b_ih, const double *b_hh, ptrdiff_t n)
+{
+    for (ptrdiff_t k = 0; k < n; k++)
+        bias[k] = (b_ih ? b_ih[k] : 0) + (b_hh ? b_hh[k] : 0);
+}
+
+/* dst = src (n,); dst == src allowed (a state updated in place). */
+static inline void copy_row(void *dst, const void *src, size_t bytes)
+{
+    if (dst != src)
+        memcpy(dst, src, bytes);
+}
 
 /* ---- BLAS: the seam of blas.h, picked by dtype ---- */
 
@@ -57,6 +87,57 @@ static inline void gemm_f64(const crnn_blas *blas, crnn_trans ta, crnn_trans tb,
                             double beta, double *C, ptrdiff_t ldc)
 {
     blas->dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---- the recurrent product [F2]: packed kernel or BLAS (rgemm.h) ---- */
+
+/* Shapes where the packed kernel (float32, AVX2) is used: enough steps to
+ * amortise packing W_hh once per call, and batches up to RGEMM_MAX_B, where
+ * it measured faster than OpenBLAS's sgemm (which re-packs W_hh per step).
+ * The size functions reserve the packed copy for these shapes, whatever
+ * the dtype and CPU. */
+enum { RGEMM_MIN_STEPS = 4, RGEMM_MAX_B = 64 };
+
+static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
+{
+    return T >= RGEMM_MIN_STEPS && B <= RGEMM_MAX_B;
+}
+
+/* Packs W (N, K) into space and returns it when the packed kernel is to be
+ * used for this call, else NULL (then rgemm_* goes through BLAS). */
+static inline const float *rgemm_prepare_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
+                                             const float *W, float *space)
+{
+    if (!rgemm_shape(T, B) || !crnn_vmath_simd())
+        return NULL;
+    crnn_rgemm_pack_f32(N, K, W, space);
+    return space;
+}
+
+static inline const double *rgemm_prepare_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
+                                              const double *W, double *space)
+{
+    (void)T, (void)B, (void)N, (void)K, (void)W, (void)space;
+    return NULL;  /* no float64 kernel: BLAS */
+}
+
+/* C (M, N) = A (M, K) @ W.T [+ C], W (N, K); Wp its packed copy or NULL. */
+static inline void rgemm_f32(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                             const float *A, ptrdiff_t lda, const float *W, const float *Wp,
+                             int accumulate, float *C, ptrdiff_t ldc)
+{
+    if (Wp != NULL)
+        crnn_rgemm_f32(M, N, K, A, lda, Wp, accumulate, C, ldc);
+    else
+        blas->sgemm(CRNN_NO_TRANS, CRNN_TRANS, M, N, K, 1, A, lda, W, K, accumulate ? 1 : 0, C, ldc);
+}
+
+static inline void rgemm_f64(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                             const double *A, ptrdiff_t lda, const double *W, const double *Wp,
+                             int accumulate, double *C, ptrdiff_t ldc)
+{
+    (void)Wp;
+    blas->dgemm(CRNN_NO_TRANS, CRNN_TRANS, M, N, K, 1, A, lda, W, K, accumulate ? 1 : 0, C, ldc);
 }
 
 /* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */

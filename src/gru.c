@@ -31,6 +31,7 @@
  *     backward  T*B*3H + B*3H + B*H     dpre_x over all steps (turned into
  *                                       dpre_h after the loop), dpre_h of a
  *                                       step, running dh
+ *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -55,11 +56,13 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     if (gru_check_desc(d) != CRNN_OK)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 3 * H;
+    const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(3 * d->hidden_size, d->hidden_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
-        return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH;
+        return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH
+               + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + B * GH;
+        return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * GH + B * GH + B * H;
     }
@@ -97,6 +100,7 @@ static crnn_status FN(gru_check)(const crnn_blas *blas, const crnn_gru_desc *d,
  * exit; h_out may be h_prev (inference updates the state in place): every
  * element is read before it is written. */
 static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const real *W_hh,
+                         const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
                          const real *b_ih,      /* (3H,) zeros if no bias */
                          const real *b_hh,      /* (3H,) */
                          const int64_t *lengths, ptrdiff_t t,
@@ -111,28 +115,36 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
 
     /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H) */
-    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, GH, H, 1, h_prev, H, W_hh, H, 0, hw, GH);
+    FN(rgemm)(blas, B, GH, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
 
-    /* [F3] gates, then h_new; a valid step outputs it and keeps it, an
-     * invalid one outputs 0 and keeps h_prev. */
+    /* [F3] gates, then h_new, a sequence (row) at a time; a valid step
+     * outputs h_new and keeps it, an invalid one outputs 0 and keeps h_prev.
+     * Gates are activated on every row (backward reads them, multiplied by
+     * 0 where masked, so they must be finite). */
     for (ptrdiff_t b = 0; b < B; b++) {
-        const int valid = step_valid(lengths, b, t);
-        real *gb = gates + b * GH;
-        const real *hb = hw + b * GH;
+        real *gb = gates + b * GH, *hb = hw + b * GH;
+        /* W_hn h + b_hn: kept for backward, or in place in the scratch */
+        real *hn = hn_t != NULL ? hn_t + b * H : hb + In;
+        /* [r z] are adjacent: one pass, one sigmoid call */
+        for (ptrdiff_t j = 0; j < 2 * H; j++)
+            gb[Ir + j] = (gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]);
+        FN(vsigmoid)(2 * H, gb + Ir, gb + Ir);
+        const real *r = gb + Ir, *z = gb + Iz;
+        real *n = gb + In;
         for (ptrdiff_t j = 0; j < H; j++) {
-            const real r = FN(sigmoid)((gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]));
-            const real z = FN(sigmoid)((gb[Iz + j] + b_ih[Iz + j]) + (hb[Iz + j] + b_hh[Iz + j]));
-            const real hn = hb[In + j] + b_hh[In + j];
-            const real n = FN(tanh)(gb[In + j] + b_ih[In + j] + r * hn);
-            gb[Ir + j] = r;  /* saved for backward: ws_gates */
-            gb[Iz + j] = z;
-            gb[In + j] = n;
-            const ptrdiff_t k = b * H + j;
-            if (hn_t != NULL)
-                hn_t[k] = hn;
-            const real h_new = (1 - z) * n + z * h_prev[k];
-            y_t[k] = valid ? h_new : 0;
-            h_out[k] = valid ? h_new : h_prev[k];
+            hn[j] = hb[In + j] + b_hh[In + j];
+            n[j] = n[j] + b_ih[In + j] + r[j] * hn[j];
+        }
+        FN(vtanh)(H, n, n);
+        real *yb = y_t + b * H;
+        const real *hp = h_prev + b * H;
+        if (step_valid(lengths, b, t)) {
+            for (ptrdiff_t j = 0; j < H; j++)
+                yb[j] = (1 - z[j]) * n[j] + z[j] * hp[j];
+            copy_row(h_out + b * H, yb, (size_t)H * sizeof(real));
+        } else {
+            memset(yb, 0, (size_t)H * sizeof(real));
+            copy_row(h_out + b * H, hp, (size_t)H * sizeof(real));
         }
     }
 }
@@ -167,6 +179,12 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         Tc = chunk_steps(T, B, GH, d->chunk_steps);
         copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
     }
+    /* the packed W_hh (rgemm.h), when used, ends the workspace */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B)) {
+        const size_t size = crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
+        W_hh_packed = FN(rgemm_prepare)(T, B, GH, H, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
+    }
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -181,11 +199,11 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
             const ptrdiff_t t = t0 + step_time(k, n, rev);
             real *gates = xw + (t - t0) * B * GH;
             if (tape != NULL)
-                FN(gru_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t, gates, hw,
+                FN(gru_step)(blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, t, gates, hw,
                              ws_hn + t * B * H, ws_h + prev_slot(t, rev) * B * H,
                              ws_h + next_slot(t, rev) * B * H, y + t * B * H);
             else
-                FN(gru_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t, gates, hw,
+                FN(gru_step)(blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, t, gates, hw,
                              NULL, h_n, h_n, y + t * B * H);
         }
     }
@@ -270,29 +288,36 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
         const real *dy_t = dy + t * B * H;
         real *dpre_x_t = dpre_x + t * B * GH;
         for (ptrdiff_t b = 0; b < B; b++) {
-            const int valid = step_valid(lengths, b, t);
-            const real *gb = gates + b * GH;
             real *dxb = dpre_x_t + b * GH, *dhb = dpre_h_t + b * GH;
+            if (!step_valid(lengths, b, t)) {
+                /* [B2] a masked step passed h_{t-1} through: so does dh; its
+                 * gates get no gradient. */
+                memset(dxb, 0, (size_t)GH * sizeof(real));
+                memset(dhb, 0, (size_t)GH * sizeof(real));
+                continue;
+            }
+            const real *gb = gates + b * GH;
+            const real *r = gb + Ir, *z = gb + Iz, *n = gb + In;
+            const real *hnb = hn + b * H, *hp = h_prev + b * H, *dyb = dy_t + b * H;
+            real *dh_b = dh + b * H;
             for (ptrdiff_t j = 0; j < H; j++) {
-                const ptrdiff_t q = b * H + j;
-                const real r = gb[Ir + j], z = gb[Iz + j], n = gb[In + j];
                 /* h_t feeds both y_t and step t+1: the two gradients meet here. */
-                const real dh_new = valid ? dy_t[q] + dh[q] : 0;
+                const real dh_new = dyb[j] + dh_b[j];
                 /* [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
                  *      n = tanh(xn + r * hn), r, z = sigmoid(.);
                  *      sigmoid' = s * (1 - s), tanh' = 1 - n * n from saved outputs */
-                const real dn_pre = dh_new * (1 - z) * (1 - n * n);
-                const real dz_pre = dh_new * (h_prev[q] - n) * z * (1 - z);
-                const real dr_pre = dn_pre * hn[q] * r * (1 - r);
+                const real dn_pre = dh_new * (1 - z[j]) * (1 - n[j] * n[j]);
+                const real dz_pre = dh_new * (hp[j] - n[j]) * z[j] * (1 - z[j]);
+                const real dr_pre = dn_pre * hnb[j] * r[j] * (1 - r[j]);
                 dxb[Ir + j] = dr_pre;
                 dxb[Iz + j] = dz_pre;
                 dxb[In + j] = dn_pre;
                 dhb[Ir + j] = dr_pre;
                 dhb[Iz + j] = dz_pre;
-                dhb[In + j] = dn_pre * r;  /* hn entered n as r * hn */
-                /* [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh
-                 *      (the GEMM below); a masked step passes dh on. */
-                dh[q] = dh_new * z + (valid ? 0 : dh[q]);
+                dhb[In + j] = dn_pre * r[j];  /* hn entered n as r * hn */
+                /* [B2] h_prev reaches h_new directly (z * h_prev) and through
+                 *      W_hh (the GEMM below). */
+                dh_b[j] = dh_new * z[j];
             }
         }
         /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */

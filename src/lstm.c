@@ -22,13 +22,15 @@
  * backward multiplies it by 0).
  *
  * Workspace (crnn_lstm_workspace_size):
- *     infer     2*4H + Tc*B*4H [+ B*H + B*P]   biases, one chunk of the input
+ *     infer     2*4H + Tc*B*4H [+ B*H + B*P]   b_ih + b_hh, one chunk of the input
  *                                              product [, r and W_hr r of a step]
- *     train     2*4H [+ B*P]                   biases [, W_hr r]; [F1] writes
+ *     train     2*4H [+ B*P]                   b_ih + b_hh [, W_hr r]; [F1] writes
  *                                              into ws_gates
- *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H]
+ *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
+ *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H] + 2*H
  *                                              dpre, dh, dc [, dh_new of every
- *                                              step for dW_hr, dr]
+ *                                              step for dW_hr, dr], tanh(c_new)
+ *                                              and dr (P == 0) of one row
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -59,14 +61,15 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 4 * H;
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
+    const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
-               + (proj ? B * H + B * P : 0);
+               + (proj ? B * H + B * P : 0) + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + (proj ? B * P : 0);
+        return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0);
+        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H;
     }
     return 0;
 }
@@ -99,14 +102,28 @@ static crnn_status FN(lstm_check)(const crnn_blas *blas, const crnn_lstm_desc *d
     return check_lengths(lengths, d->steps, d->batch);
 }
 
+/* [F3] for one sequence b, its gates given: pre-activations in, i, f, g, o
+ * out (saved for backward: ws_gates). */
+static void FN(lstm_activate)(real *gb,                /* (4H,) */
+                              const real *bias,        /* (4H,) b_ih + b_hh */
+                              ptrdiff_t H)
+{
+    for (ptrdiff_t j = 0; j < 4 * H; j++)
+        gb[j] += bias[j];
+    /* [i f] are adjacent: one call for both sigmoid blocks */
+    FN(vsigmoid)(2 * H, gb + CRNN_LSTM_I * H, gb + CRNN_LSTM_I * H);
+    FN(vtanh)(H, gb + CRNN_LSTM_G * H, gb + CRNN_LSTM_G * H);
+    FN(vsigmoid)(H, gb + CRNN_LSTM_O * H, gb + CRNN_LSTM_O * H);
+}
+
 /* One step t for the whole batch: [F2], [F3] and [F4].
  * gates (B, 4H) holds x_t W_ih^T on entry and the post-activation gates on
  * exit. h_out may be h_prev and c_out may be c_prev (inference updates the
  * state in place): every element is read before it is written. */
 static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
                           const FN(crnn_weights) *w,
-                          const real *b_ih,      /* (4H,) zeros if no bias */
-                          const real *b_hh,      /* (4H,) */
+                          const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
+                          const real *bias,      /* (4H,) b_ih + b_hh */
                           const int64_t *lengths, ptrdiff_t t,
                           real *gates,           /* (B, 4H) */
                           const real *h_prev,    /* (B, P) */
@@ -119,36 +136,37 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
 {
     const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
     const int proj = d->proj_size > 0;
-    const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
-                    Io = CRNN_LSTM_O * H;
 
     /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H) */
-    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, GH, P, 1, h_prev, P, w->W_hh, P, 1, gates, GH);
+    FN(rgemm)(blas, B, GH, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
 
-    /* [F3] activations, then the cell; a valid step keeps c_new, an invalid
-     * one keeps c_prev (and, below, h_prev) and outputs 0. */
+    /* [F3] activations, then the cell, a sequence (row) at a time: a valid
+     * step keeps c_new and h_new, an invalid one keeps c_prev and h_prev and
+     * outputs 0. Gates are activated on every row (backward reads them,
+     * multiplied by 0 where masked, so they must be finite). */
     for (ptrdiff_t b = 0; b < B; b++) {
-        const int valid = step_valid(lengths, b, t);
         real *gb = gates + b * GH;
-        for (ptrdiff_t j = 0; j < H; j++) {
-            const real i = FN(sigmoid)(gb[Ii + j] + b_ih[Ii + j] + b_hh[Ii + j]);
-            const real f = FN(sigmoid)(gb[If + j] + b_ih[If + j] + b_hh[If + j]);
-            const real g = FN(tanh)(gb[Ig + j] + b_ih[Ig + j] + b_hh[Ig + j]);
-            const real o = FN(sigmoid)(gb[Io + j] + b_ih[Io + j] + b_hh[Io + j]);
-            gb[Ii + j] = i;  /* saved for backward: ws_gates */
-            gb[If + j] = f;
-            gb[Ig + j] = g;
-            gb[Io + j] = o;
-            const ptrdiff_t k = b * H + j;
-            const real c_new = f * c_prev[k] + i * g;
-            const real h_new = o * FN(tanh)(c_new);
-            c_out[k] = valid ? c_new : c_prev[k];
-            if (proj) {
-                r[k] = h_new;
-            } else {
-                y_t[k] = valid ? h_new : 0;
-                h_out[k] = valid ? h_new : h_prev[k];
-            }
+        FN(lstm_activate)(gb, bias, H);
+        const real *i = gb + CRNN_LSTM_I * H, *f = gb + CRNN_LSTM_F * H,
+                   *g = gb + CRNN_LSTM_G * H, *o = gb + CRNN_LSTM_O * H;
+        const real *cp = c_prev + b * H;
+        real *cb = c_out + b * H;
+        /* h_new = o * tanh(c_new) goes to r (projected) or to y_t */
+        real *hb = proj ? r + b * H : y_t + b * P;
+        if (step_valid(lengths, b, t)) {
+            for (ptrdiff_t j = 0; j < H; j++)
+                cb[j] = f[j] * cp[j] + i[j] * g[j];
+            FN(vtanh)(H, cb, hb);
+            for (ptrdiff_t j = 0; j < H; j++)
+                hb[j] *= o[j];
+            if (!proj)
+                copy_row(h_out + b * P, hb, (size_t)P * sizeof(real));
+        } else {
+            copy_row(cb, cp, (size_t)H * sizeof(real));
+            /* r of a masked row only meets a zero gradient: keep it finite */
+            memset(hb, 0, (size_t)H * sizeof(real));
+            if (!proj)
+                copy_row(h_out + b * P, h_prev + b * P, (size_t)P * sizeof(real));
         }
     }
     if (!proj)
@@ -157,11 +175,12 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     /* [F4] hr = r @ W_hr.T   (B, H) x (H, P), then the same masking */
     FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, P, H, 1, r, H, w->W_hr, H, 0, hr, P);
     for (ptrdiff_t b = 0; b < B; b++) {
-        const int valid = step_valid(lengths, b, t);
-        for (ptrdiff_t j = 0; j < P; j++) {
-            const ptrdiff_t k = b * P + j;
-            y_t[k] = valid ? hr[k] : 0;
-            h_out[k] = valid ? hr[k] : h_prev[k];
+        if (step_valid(lengths, b, t)) {
+            memcpy(y_t + b * P, hr + b * P, (size_t)P * sizeof(real));
+            memcpy(h_out + b * P, hr + b * P, (size_t)P * sizeof(real));
+        } else {
+            memset(y_t + b * P, 0, (size_t)P * sizeof(real));
+            copy_row(h_out + b * P, h_prev + b * P, (size_t)P * sizeof(real));
         }
     }
 }
@@ -175,9 +194,8 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
 {
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
     const int rev = d->reverse != 0;
-    real *b_ih = workspace, *b_hh = workspace + GH;
-    copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
-    copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
+    real *bias = workspace;  /* (4H,) */
+    FN(sum_biases)(bias, w->b_ih, w->b_hh, GH);
     real *scratch = workspace + 2 * GH;
 
     /* Tape regions (training only). */
@@ -208,6 +226,13 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         copy_or_zero(h_n, h0, (size_t)(B * P) * sizeof(real));
         copy_or_zero(c_n, c0, (size_t)(B * H) * sizeof(real));
     }
+    /* the packed W_hh (rgemm.h), when used, ends the workspace */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B)) {
+        const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
+        W_hh_packed = FN(rgemm_prepare)(T, B, GH, P, w->W_hh,
+                                        workspace + size - crnn_rgemm_packed_size(GH, P));
+    }
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -222,12 +247,12 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
             const ptrdiff_t t = t0 + step_time(k, n, rev);
             real *gates = xw + (t - t0) * B * GH;
             if (tape != NULL)
-                FN(lstm_step)(blas, d, w, b_ih, b_hh, lengths, t, gates,
+                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
                               ws_h + prev_slot(t, rev) * B * P, ws_c + prev_slot(t, rev) * B * H,
                               ws_h + next_slot(t, rev) * B * P, ws_c + next_slot(t, rev) * B * H,
                               y + t * B * P, proj ? ws_r + t * B * H : NULL, hr);
             else
-                FN(lstm_step)(blas, d, w, b_ih, b_hh, lengths, t, gates,
+                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
                               h_n, c_n, h_n, c_n, y + t * B * P, r, hr);
         }
     }
@@ -310,6 +335,8 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     real *dc = dh + B * P;                            /* (B, H) dL/dc_t, running */
     real *dh_new_all = proj ? dc + B * H : NULL;      /* (T, B, P) if P > 0 */
     real *dr = proj ? dh_new_all + T * B * P : NULL;  /* (B, H) if P > 0 */
+    real *scratch_tanh_c = (proj ? dr + B * H : dc + B * H);  /* (H,) tanh(c_new) of a row */
+    real *scratch_dr = scratch_tanh_c + H;            /* (H,) dL/dr of a row if P == 0 */
     copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
     copy_or_zero(dc, dc_n, (size_t)(B * H) * sizeof(real));
 
@@ -340,36 +367,48 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
         }
 
         for (ptrdiff_t b = 0; b < B; b++) {
-            const int valid = step_valid(lengths, b, t);
-            const real *gb = gates + b * GH;
             real *dpb = dpre_t + b * GH;     /* dpre of sequence b */
-            for (ptrdiff_t j = 0; j < H; j++) {
-                const ptrdiff_t q = b * H + j;
-                real dr_q;  /* dL/d(o * tanh(c_new)) */
-                if (proj) {
-                    dr_q = dr[q];
-                } else {
-                    /* h_t feeds both y_t and step t+1: the two gradients meet here. */
-                    dr_q = valid ? dy_t[q] + dh[q] : 0;
-                    dh[q] = valid ? 0 : dh[q];  /* [B3], masked part */
+            if (!step_valid(lengths, b, t)) {
+                /* a masked step kept c and h: dc, dh pass through unchanged
+                 * ([B3], masked part) and its gates get no gradient */
+                memset(dpb, 0, (size_t)GH * sizeof(real));
+                continue;
+            }
+            const real *gb = gates + b * GH;
+            const real *i = gb + Ii, *f = gb + If, *g = gb + Ig, *o = gb + Io;
+            const real *cp = c_prev + b * H;
+            real *dcb = dc + b * H;
+            real *dr_b;  /* dL/d(o * tanh(c_new)) */
+            if (proj) {
+                dr_b = dr + b * H;
+            } else {
+                /* h_t feeds both y_t and step t+1: the two gradients meet here;
+                 * [B3] h_{t-1} gets its gradient only through W_hh below. */
+                real *dhb = dh + b * P;
+                const real *dyb = dy_t + b * P;
+                dr_b = scratch_dr;
+                for (ptrdiff_t j = 0; j < H; j++) {
+                    dr_b[j] = dyb[j] + dhb[j];
+                    dhb[j] = 0;
                 }
-                const real i = gb[Ii + j], f = gb[If + j], g = gb[Ig + j], o = gb[Io + j];
-                const real tanh_c = FN(tanh)(c_new[q]);
-                /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g;
-                 * a masked step kept c, so dc passes through it (dr is 0 there). */
-                const real dc_new = (valid ? dc[q] : 0) + dr_q * o * (1 - tanh_c * tanh_c);
-                const real d_o = dr_q * tanh_c;
-                const real d_i = dc_new * g;
-                const real d_f = dc_new * c_prev[q];
-                const real d_g = dc_new * i;
+            }
+            FN(vtanh)(H, c_new + b * H, scratch_tanh_c);
+            const real *tanh_c = scratch_tanh_c;
+            for (ptrdiff_t j = 0; j < H; j++) {
+                /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */
+                const real dc_new = dcb[j] + dr_b[j] * o[j] * (1 - tanh_c[j] * tanh_c[j]);
+                const real d_o = dr_b[j] * tanh_c[j];
+                const real d_i = dc_new * g[j];
+                const real d_f = dc_new * cp[j];
+                const real d_g = dc_new * i[j];
                 /* through the activations, from their saved outputs:
                  * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
-                dpb[Ii + j] = d_i * i * (1 - i);
-                dpb[If + j] = d_f * f * (1 - f);
-                dpb[Ig + j] = d_g * (1 - g * g);
-                dpb[Io + j] = d_o * o * (1 - o);
-                /* [B3] c_{t-1} reaches c_new through f; a masked step passes dc on. */
-                dc[q] = dc_new * f + (valid ? 0 : dc[q]);
+                dpb[Ii + j] = d_i * i[j] * (1 - i[j]);
+                dpb[If + j] = d_f * f[j] * (1 - f[j]);
+                dpb[Ig + j] = d_g * (1 - g[j] * g[j]);
+                dpb[Io + j] = d_o * o[j] * (1 - o[j]);
+                /* [B3] c_{t-1} reaches c_new through f */
+                dcb[j] = dc_new * f[j];
             }
         }
         /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */

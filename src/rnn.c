@@ -19,6 +19,7 @@
  *     train     2H            biases; [F1] writes into ws_h (the slot each
  *                             step then overwrites with its state)
  *     backward  T*B*H + B*H   dpre over all steps, running dh
+ *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -43,11 +44,12 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     if (rnn_check_desc(d) != CRNN_OK)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
+    const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, d->hidden_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
-        return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H;
+        return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * H;
+        return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * H + B * H;
     }
@@ -84,8 +86,8 @@ static crnn_status FN(rnn_check)(const crnn_blas *blas, const crnn_rnn_desc *d,
  * updates the state in place) and pre may be h_out (training: the tape slot
  * is reused); every element is read before it is written. */
 static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const real *W_hh,
-                         const real *b_ih,     /* (H,) zeros if no bias */
-                         const real *b_hh,     /* (H,) */
+                         const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
+                         const real *bias,     /* (H,) b_ih + b_hh */
                          const int64_t *lengths, ptrdiff_t t,
                          real *pre,            /* (B, H) */
                          const real *h_prev,   /* (B, H) h_{t-1} */
@@ -95,20 +97,28 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
     const ptrdiff_t B = d->batch, H = d->hidden_size;
 
     /* [F2] pre += h_prev @ W_hh.T */
-    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, H, H, 1, h_prev, H, W_hh, H, 1, pre, H);
+    FN(rgemm)(blas, B, H, H, h_prev, H, W_hh, W_hh_packed, 1, pre, H);
 
-    /* [F3] h_new = act(pre + b_ih + b_hh); a valid step outputs it and keeps
-     * it, an invalid one outputs 0 and keeps h_prev. */
+    /* [F3] h_new = act(pre + b_ih + b_hh), a sequence (row) at a time: a
+     * valid step outputs it and keeps it, an invalid one outputs 0 and keeps
+     * h_prev. */
     for (ptrdiff_t b = 0; b < B; b++) {
-        const int valid = step_valid(lengths, b, t);
-        for (ptrdiff_t j = 0; j < H; j++) {
-            const ptrdiff_t k = b * H + j;
-            const real a = pre[k] + b_ih[j] + b_hh[j];
-            /* relu as `a < 0 ? 0 : a` lets NaN through, as np.maximum does */
-            const real h_new = d->activation == CRNN_TANH ? FN(tanh)(a) : (a < 0 ? 0 : a);
-            y_t[k] = valid ? h_new : 0;
-            h_out[k] = valid ? h_new : h_prev[k];
+        real *pb = pre + b * H, *yb = y_t + b * H;
+        if (!step_valid(lengths, b, t)) {
+            memset(yb, 0, (size_t)H * sizeof(real));
+            copy_row(h_out + b * H, h_prev + b * H, (size_t)H * sizeof(real));
+            continue;
         }
+        for (ptrdiff_t j = 0; j < H; j++)
+            pb[j] += bias[j];
+        if (d->activation == CRNN_TANH) {
+            FN(vtanh)(H, pb, yb);
+        } else {
+            /* relu as `a < 0 ? 0 : a` lets NaN through, as np.maximum does */
+            for (ptrdiff_t j = 0; j < H; j++)
+                yb[j] = pb[j] < 0 ? 0 : pb[j];
+        }
+        copy_row(h_out + b * H, yb, (size_t)H * sizeof(real));
     }
 }
 
@@ -121,9 +131,8 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
 {
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size;
     const int rev = d->reverse != 0;
-    real *b_ih = workspace, *b_hh = workspace + H;
-    copy_or_zero(b_ih, w->b_ih, (size_t)H * sizeof(real));
-    copy_or_zero(b_hh, w->b_hh, (size_t)H * sizeof(real));
+    real *bias = workspace;  /* (H,) */
+    FN(sum_biases)(bias, w->b_ih, w->b_hh, H);
 
     real *ws_h = tape;  /* (T+1, B, H) training only */
     real *xw;           /* (Tc, B, H) the input product of one chunk */
@@ -139,6 +148,12 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         Tc = chunk_steps(T, B, H, d->chunk_steps);
         copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
     }
+    /* the packed W_hh (rgemm.h), when used, ends the workspace */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B)) {
+        const size_t size = crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
+        W_hh_packed = FN(rgemm_prepare)(T, B, H, H, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
+    }
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -153,7 +168,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
             const ptrdiff_t t = t0 + step_time(k, n, rev);
             const real *h_prev = tape ? ws_h + prev_slot(t, rev) * B * H : h_n;
             real *h_out = tape ? ws_h + next_slot(t, rev) * B * H : h_n;
-            FN(rnn_step)(blas, d, w->W_hh, b_ih, b_hh, lengths, t,
+            FN(rnn_step)(blas, d, w->W_hh, W_hh_packed, bias, lengths, t,
                          xw + (t - t0) * B * H, h_prev, h_out, y + t * B * H);
         }
     }
@@ -230,18 +245,25 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
         const real *dy_t = dy + t * B * H;
         real *dpre_t = dpre + t * B * H;
         for (ptrdiff_t b = 0; b < B; b++) {
-            const int valid = step_valid(lengths, b, t);
-            for (ptrdiff_t j = 0; j < H; j++) {
-                const ptrdiff_t i = b * H + j;
-                /* h_t feeds both y_t and step t+1: the two gradients meet here. */
-                const real dh_new = valid ? dy_t[i] + dh[i] : 0;
-                /* [B1] in the forward pass: h_new = act(pre); act' from the saved output */
-                dpre_t[i] = d->activation == CRNN_TANH ? dh_new * (1 - h_new[i] * h_new[i])
-                                                       : (h_new[i] > 0 ? dh_new : 0);
-                /* [B2] a masked step passed h_{t-1} through unchanged: so does dh.
-                 * A valid one reaches h_{t-1} only through W_hh (the GEMM below). */
-                dh[i] = valid ? 0 : dh[i];
+            real *dpb = dpre_t + b * H, *dhb = dh + b * H;
+            const real *hb = h_new + b * H, *dyb = dy_t + b * H;
+            if (!step_valid(lengths, b, t)) {
+                /* [B2] a masked step passed h_{t-1} through unchanged: so does
+                 * dh; its pre-activation gets no gradient. */
+                memset(dpb, 0, (size_t)H * sizeof(real));
+                continue;
             }
+            /* h_t feeds both y_t and step t+1: the two gradients meet here
+             * (dh_new = dy + dh). [B1] in the forward pass: h_new = act(pre);
+             * act' from the saved output. [B2] h_{t-1} is reached only
+             * through W_hh (the GEMM below), so the running dh restarts at 0. */
+            if (d->activation == CRNN_TANH)
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dpb[j] = (dyb[j] + dhb[j]) * (1 - hb[j] * hb[j]);
+            else
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dpb[j] = hb[j] > 0 ? dyb[j] + dhb[j] : 0;
+            memset(dhb, 0, (size_t)H * sizeof(real));
         }
         /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
         FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, H, 1, dpre_t, H, w->W_hh, H, 1, dh, H);

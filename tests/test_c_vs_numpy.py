@@ -3,6 +3,9 @@
 Hypothesis draws the shapes, lengths, directions and options; both backends
 run the same inputs; outputs, final states and every gradient must agree to
 ~1e-12 (float64) or ~1e-5 (float32) relative to the largest reference value.
+float32 results are held against the reference computed in float64 on the
+same inputs: a float32 reference has rounding errors of its own, and on
+ill-conditioned values (long chains with H=1) the two errors add up.
 """
 
 from __future__ import annotations
@@ -45,14 +48,20 @@ def problems(draw):
                 P=draw(st.integers(1, H - 1)) if cell == "lstm_proj" else H)
 
 
-def run(kernels, p, training=True):
-    """Forward (and backward) of one cell on one backend, from p's seed."""
+def run(kernels, p, training=True, exact=False):
+    """Forward (and backward) of one cell on one backend, from p's seed.
+
+    exact=True computes in float64 on the same (rounded) inputs and returns
+    results rounded back to p's dtype: the oracle for float32, whose own
+    rounding errors would otherwise add to the C core's.
+    """
     rng = np.random.default_rng(p["seed"])
     dt, T, B, I, H, P = p["dtype"], p["T"], p["B"], p["I"], p["H"], p["P"]
     G = {"rnn": 1, "lst": 4, "gru": 3}[p["cell"][:3]]
 
     def r(*shape):
-        return rng.uniform(-1, 1, size=shape).astype(dt)
+        values = rng.uniform(-1, 1, size=shape).astype(dt)
+        return values.astype(np.float64) if exact else values
 
     x, W_ih, W_hh = r(T, B, I), r(G * H, I), r(G * H, P)
     b_ih, b_hh = (r(G * H), r(G * H)) if p["bias"] else (None, None)
@@ -79,13 +88,13 @@ def run(kernels, p, training=True):
         if training:
             dx, dh0, g = kernels.gru_backward(cache, dy, dh)
             out.update(dx=dx, dh0=dh0, **{"d" + k: v for k, v in g.items()})
-    return out
+    return {k: None if v is None else v.astype(dt) for k, v in out.items()}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_training_forward_and_backward_match_reference(p):
-    ours, ref = run(_c_kernels, p), run(reference, p)
+    ours, ref = run(_c_kernels, p), run(reference, p, exact=True)
     assert ours.keys() == ref.keys()
     for name in ref:
         if ref[name] is None:
@@ -97,7 +106,7 @@ def test_training_forward_and_backward_match_reference(p):
 @settings(max_examples=150, deadline=None)
 @given(problems())
 def test_inference_forward_matches_reference(p):
-    ours, ref = run(_c_kernels, p, training=False), run(reference, p, training=False)
+    ours, ref = run(_c_kernels, p, training=False), run(reference, p, training=False, exact=True)
     for name in ref:
         close(ours[name], ref[name], TOL[p["dtype"]], f"{name} {p}")
 

@@ -1,0 +1,39 @@
+/* rgemm.h -- the recurrent product with its weights packed once per call. Internal.
+ *
+ *     C = A @ W.T (+ C)      A (M, K) = h_{t-1} of the batch, W (N, K) = W_hh,
+ *                            C (M, N) = the gates of one step
+ *
+ * A BLAS gemm re-packs W (N*K, the biggest operand) on every call, i.e. on
+ * every time step, and for small M its call overhead and matrix-vector
+ * path dominate (measured: the packing alone was a third of an LSTM
+ * forward). Here W is packed once per sequence into caller memory and each
+ * step runs an AVX2/FMA register-tiled kernel over it. Float32 only, and
+ * only where crnn_vmath_simd() holds; callers fall back to the BLAS seam
+ * otherwise (rgemm_use() in common.h decides).
+ *
+ * Packed layout: panels of RGEMM_NR = 16 rows of W (16 outputs), each panel
+ * k-major: Wp[p*16*K + k*16 + c] = W[p*16 + c, k]; the last panel is
+ * padded with zeros.
+ */
+#ifndef CRNN_RGEMM_H
+#define CRNN_RGEMM_H
+
+#include <stddef.h>
+
+enum { RGEMM_NR = 16 };
+
+/* Elements of the packed copy of an (N, K) matrix. */
+static inline size_t crnn_rgemm_packed_size(ptrdiff_t N, ptrdiff_t K)
+{
+    return (size_t)((N + RGEMM_NR - 1) / RGEMM_NR) * RGEMM_NR * (size_t)K;
+}
+
+/* Wp = the packed copy of W (N, K), row-major. */
+void crnn_rgemm_pack_f32(ptrdiff_t N, ptrdiff_t K, const float *W, float *Wp);
+
+/* C = A @ W.T, or C += A @ W.T if accumulate; W given packed.
+ * Only when crnn_vmath_simd() is true. */
+void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                    const float *Wp, int accumulate, float *C, ptrdiff_t ldc);
+
+#endif /* CRNN_RGEMM_H */

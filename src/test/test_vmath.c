@@ -1,0 +1,175 @@
+/* test_vmath.c -- accuracy of src/vmath.c against long double libm.
+ *
+ *     make -C src test      builds and runs this next to test_core
+ *
+ * For sigmoid and tanh, float and double, on whichever path this machine
+ * takes (AVX2/FMA or scalar, printed): a sweep of bit patterns over
+ * [-120, 120] (float: every 1009th float; double: ~350k points over
+ * [-800, 800]) that includes tiny |x| down to the subnormals, every length 0..20 (the masked tail), and the special values.
+ * Error in ulp of the correctly rounded result (subnormal results: in units
+ * of the smallest subnormal). Fails above MAX_ULP or on a wrong special value.
+ * Exit status 0 iff every check passed.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmath.h"
+
+static const double MAX_ULP = 4.0;
+
+static long double sigmoid_ref(long double x) { return 1.0L / (1.0L + expl(-x)); }
+
+/* |got - want| in ulp of want rounded to the dtype (mant_bits incl. hidden bit). */
+static double ulp_err(long double got, long double want, int mant_bits, int min_exp)
+{
+    if (isnan(want) || isnan(got))
+        return isnan(want) && isnan(got) ? 0 : INFINITY;
+    if (got == want)
+        return 0;
+    int e;
+    frexpl(want, &e);                       /* want = m 2^e, 0.5 <= |m| < 1 */
+    if (e < min_exp)
+        e = min_exp;                        /* subnormal: fixed spacing */
+    const long double ulp = ldexpl(1.0L, e - mant_bits);
+    return (double)(fabsl(got - want) / ulp);
+}
+
+typedef void (*vf32)(ptrdiff_t, const float *, float *);
+typedef void (*vf64)(ptrdiff_t, const double *, double *);
+
+enum { CHUNK = 4096 };
+
+static double sweep_f32(vf32 f, long double (*ref)(long double), double *worst_x)
+{
+    static float in[CHUNK], out[CHUNK];
+    double worst = 0;
+    int n = 0;
+    /* every 1009th bit pattern of non-negative floats up to 120, both signs */
+    for (uint32_t bits = 0; ; bits += 1009) {
+        float x;
+        memcpy(&x, &bits, sizeof x);
+        if (x > 120.0f)
+            break;
+        in[n++] = x;
+        in[n++] = -x;
+        if (n == CHUNK) {
+            f(n, in, out);
+            for (int k = 0; k < n; k++) {
+                double u = ulp_err(out[k], ref(in[k]), FLT_MANT_DIG, FLT_MIN_EXP);
+                if (u > worst) {
+                    worst = u;
+                    *worst_x = in[k];
+                }
+            }
+            n = 0;
+        }
+    }
+    return worst;
+}
+
+static double sweep_f64(vf64 f, long double (*ref)(long double), double *worst_x)
+{
+    static double in[CHUNK], out[CHUNK];
+    double worst = 0;
+    int n = 0;
+    /* geometric sweep of magnitudes from 1e-320 to 800 with a jitter in the
+     * low bits, both signs: about 350k points */
+    for (uint64_t bits = 0x0000000000000100ull; ; bits += 0x0000300000001235ull) {
+        double x;
+        memcpy(&x, &bits, sizeof x);
+        if (x > 800.0)
+            break;
+        in[n++] = x;
+        in[n++] = -x;
+        if (n == CHUNK) {
+            f(n, in, out);
+            for (int k = 0; k < n; k++) {
+                double u = ulp_err(out[k], ref(in[k]), DBL_MANT_DIG, DBL_MIN_EXP);
+                if (u > worst) {
+                    worst = u;
+                    *worst_x = in[k];
+                }
+            }
+            n = 0;
+        }
+    }
+    return worst;
+}
+
+static int ok_all = 1;
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        printf("FAIL vmath %s\n", what);
+        ok_all = 0;
+    }
+}
+
+/* Specials and the masked tail: every length 0..20, out of place and in place. */
+static void specials(void)
+{
+    const float inf = INFINITY;
+    float x[6] = { NAN, inf, -inf, 0.0f, -0.0f, 1e-30f }, y[6];
+    crnn_vsigmoid_f32(6, x, y);
+    check(isnan(y[0]) && y[1] == 1.0f && y[2] == 0.0f && y[3] == 0.5f && y[4] == 0.5f,
+          "sigmoid_f32 specials");
+    crnn_vtanh_f32(6, x, y);
+    check(isnan(y[0]) && y[1] == 1.0f && y[2] == -1.0f && y[3] == 0.0f && !signbit(y[3])
+          && y[4] == 0.0f && signbit(y[4]) && y[5] == 1e-30f, "tanh_f32 specials");
+    double xd[6] = { NAN, INFINITY, -INFINITY, 0.0, -0.0, 1e-300 }, yd[6];
+    crnn_vsigmoid_f64(6, xd, yd);
+    check(isnan(yd[0]) && yd[1] == 1.0 && yd[2] == 0.0 && yd[3] == 0.5 && yd[4] == 0.5,
+          "sigmoid_f64 specials");
+    crnn_vtanh_f64(6, xd, yd);
+    check(isnan(yd[0]) && yd[1] == 1.0 && yd[2] == -1.0 && yd[3] == 0.0 && !signbit(yd[3])
+          && yd[4] == 0.0 && signbit(yd[4]) && yd[5] == 1e-300, "tanh_f64 specials");
+
+    for (int n = 0; n <= 20; n++) {
+        float a[24], b[24];
+        double c[24], e[24];
+        for (int k = 0; k < 24; k++) {
+            a[k] = (float)(k - 10) * 0.37f;
+            b[k] = -7.0f;  /* sentinel: past n must stay untouched */
+            c[k] = (k - 10) * 0.37;
+            e[k] = -7.0;
+        }
+        crnn_vtanh_f32(n, a, b);
+        crnn_vtanh_f64(n, c, e);
+        int ok = 1;
+        for (int k = 0; k < 24; k++) {
+            ok &= k < n ? ulp_err(b[k], tanhl(a[k]), FLT_MANT_DIG, FLT_MIN_EXP) <= MAX_ULP : b[k] == -7.0f;
+            ok &= k < n ? ulp_err(e[k], tanhl(c[k]), DBL_MANT_DIG, DBL_MIN_EXP) <= MAX_ULP : e[k] == -7.0;
+        }
+        crnn_vsigmoid_f32(n, a, a);  /* in place */
+        for (int k = 0; k < 24; k++)
+            ok &= k < n ? ulp_err(a[k], sigmoid_ref((float)(k - 10) * 0.37f), FLT_MANT_DIG, FLT_MIN_EXP) <= MAX_ULP
+                        : a[k] == (float)(k - 10) * 0.37f;
+        check(ok, "tail lengths 0..20");
+    }
+}
+
+int main(void)
+{
+    printf("vmath path: %s\n", crnn_vmath_simd() ? "AVX2/FMA" : "scalar (libm)");
+    specials();
+    struct { const char *name; vf32 f32; vf64 f64; long double (*ref)(long double); } fns[2] = {
+        { "sigmoid", crnn_vsigmoid_f32, crnn_vsigmoid_f64, sigmoid_ref },
+        { "tanh", crnn_vtanh_f32, crnn_vtanh_f64, tanhl },
+    };
+    for (int i = 0; i < 2; i++) {
+        double wx32 = 0, wx64 = 0;
+        const double u32 = sweep_f32(fns[i].f32, fns[i].ref, &wx32);
+        const double u64 = sweep_f64(fns[i].f64, fns[i].ref, &wx64);
+        const int ok = u32 <= MAX_ULP && u64 <= MAX_ULP;
+        printf("%-4s vmath %-8s max error %.2f ulp (f32, at %.9g), %.2f ulp (f64, at %.17g)\n",
+               ok ? "ok" : "FAIL", fns[i].name, u32, wx32, u64, wx64);
+        ok_all &= ok;
+    }
+    printf("%s: vmath\n", ok_all ? "all ok" : "FAILED");
+    return ok_all ? 0 : 1;
+}
