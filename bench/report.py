@@ -1,0 +1,209 @@
+"""bench/RESULTS.md and bench/results.png from the results of bench/run.py."""
+
+from __future__ import annotations
+
+from .contenders import CONTENDERS, LABEL
+from .targets import summarize
+from .workloads import TAPE_PER_STEP
+
+BUSY_OTHERS = 0.25    # as in run.py
+
+MiB = 2 ** 20
+
+
+def _t(seconds, unit):
+    if seconds is None:
+        return None
+    if unit == "us/step":
+        return f"{seconds * 1e6:.2f}"
+    v = seconds * 1e3
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def _targets_cell(targets):
+    s = summarize(targets)
+    if s.startswith("FAIL"):
+        details = {t[0]: t[2] for t in targets}
+        failed = [f"{name} ({details[name]})" for name in s[6:].split("; ")]
+        return "**FAIL** " + "; ".join(failed)
+    return s
+
+
+def write_markdown(results, path):
+    m, subject = results["meta"], results["subject"]
+    S = LABEL[subject]
+    L = ["# crnn benchmark results", ""]
+    L.append(f"- date: {m['date']}; elapsed {m.get('elapsed_s', 0):.0f} s; "
+             f"{'QUICK run (few rounds, small rows)' if m['quick'] else 'full run'}")
+    L.append(f"- machine: {m['cpu']}, {m['cores']} cores; {m['platform']}")
+    others = [s.get("others_cores") for s in results["threads"].values() if s.get("others_cores") is not None]
+    busy = any(o > BUSY_OTHERS for o in others)
+    L.append(f"- load average (1 min) at start {m['load_start'][0]:.2f}, at end {m['load_end'][0]:.2f}; "
+             "other processes kept " + ", ".join(f"{o:.2f}" for o in others) + " cores busy on average "
+             "during the thread sections" + (" — **not a quiet machine: timings are not representative**"
+                                             if busy else ""))
+    L.append(f"- python {m['python']}, numpy {m['numpy']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+             f"onnx {m['onnx']}, threadpoolctl {m['threadpoolctl']}")
+    L.append(f"- crnn {m['crnn']}, backends {', '.join(m['crnn_backends'])}; subject of the ratios: **{S}**"
+             + (f" (no C backend: {m['crnn_c_missing']})" if m["crnn_c_missing"] else ""))
+    for pool in m["pools"]:
+        L.append(f"- pool: {pool.get('internal_api')} {pool.get('version') or ''}, "
+                 f"architecture {pool.get('architecture', '-')}, {pool.get('filepath')}")
+    env = m["openblas_env"]
+    L.append("- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: "
+             + ("**SET (" + ", ".join(f"{k}={v}" for k, v in env.items()) + "): not representative**"
+                if env else "unset"))
+    L.append(f"- thread counts {m['threads']}; {m['rounds']} round-robin rounds, samples of ~{m['sample_seconds']} s, "
+             f"{m['settle']} s settle before each sample; times are medians")
+    L.append(f"- command: `{m['command']}`")
+    L += ["", "Times in ms per call (stream: us per step). Speedup = best peer's time / "
+          f"{S}'s time (peers: torch, ORT, NumPy loop; crnn NumPy is not a peer). GFLOP/s counts "
+          "matrix products only (forward 2·T·B·G·H·(I+H) per layer-direction, training 3x forward); "
+          "% ceiling is against the numpy matmul measured at the start of the same section, best of 7 "
+          "(float32 rows: 2048^3 sgemm, float64 rows: 1024^3 dgemm); peers with their own GEMM (torch's MKL, "
+          "ORT's MLAS) can pass 100%. Targets: see bench/README.md.", ""]
+
+    notes = {}
+    for n, sec in results["threads"].items():
+        c = sec.get("ceiling", {})
+        L.append(f"## {n} thread(s)  (other processes: {sec.get('others_cores') or 0:.2f} cores busy; ceiling: sgemm {c.get('float32', 0):.1f} GFLOP/s, "
+                 f"dgemm {c.get('float64', 0):.1f} GFLOP/s)")
+        L.append("")
+        head = ["row", "unit"] + [LABEL[k] for k in CONTENDERS] + \
+            [f"speedup {S} vs best peer", f"GFLOP/s ({S})", "% ceiling", "best peer % ceiling", "targets"]
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "---|" * len(head))
+        for r in sec["rows"]:
+            cells = [f"{r['workload']} {r['cell']} {r['mode']} f{r['dtype'][5:]}", r["unit"]]
+            for k in CONTENDERS:
+                t = _t(r["times"].get(k), r["unit"])
+                if t is None:
+                    note = r["notes"].get(k, "n/a")
+                    idx = notes.setdefault(f"{LABEL[k]}: {note}", len(notes) + 1)
+                    t = f"skip[{idx}]"
+                cells.append(t)
+            sp = r.get("speedup")
+            bp = r.get("best_peer")
+            cells.append(f"{sp:.2f}x ({LABEL[bp]})" if sp else "-")
+            g = r.get("gflops", {}).get(subject)
+            cells.append(f"{g:.1f}" if g else "-")
+            p = r.get("pct_ceiling", {}).get(subject)
+            cells.append(f"{p:.0f}%" if p else "-")
+            bpp = r.get("pct_ceiling", {}).get(bp) if bp else None
+            cells.append(f"{bpp:.0f}%" if bpp else "-")
+            tcell = _targets_cell(r.get("targets", []))
+            if r.get("rounds") is not None and r["rounds"] != r.get("rounds_requested"):
+                tcell += f" (only {r['rounds']} round(s): row budget)"
+            cells.append(tcell)
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("")
+        if sec.get("alternating"):
+            L.append(f"Alternating `numpy.matmul` (n x n float32) with a crnn LSTM inference call "
+                     f"(T=20, B=16, I=128, H=256), {n} thread(s), us per iteration:")
+            L.append("")
+            L.append("| crnn backend | n | matmul alone | crnn alone | alternating (matmul + crnn) | "
+                     "alternating / sum of alone | target |")
+            L.append("|---|---|---|---|---|---|---|")
+            for a in sec["alternating"]:
+                L.append(f"| {a['backend']} | {a['n']} | {a['matmul'] * 1e6:.1f} | {a['crnn'] * 1e6:.1f} | "
+                         f"{a['alternating'] * 1e6:.1f} | {a['target'][2]} | {'OK' if a['target'][1] else '**FAIL**'} |")
+            L.append("")
+    if notes:
+        L.append("Skipped contenders: " + "; ".join(f"[{i}] {k}" for k, i in notes.items()))
+        L.append("")
+    extra_notes = sorted({f"{LABEL[k]}: {v}" for sec in results["threads"].values() for r in sec["rows"]
+                          for k, v in r["notes"].items() if k in r["times"]})
+    if extra_notes:
+        L.append("How contenders ran: " + "; ".join(extra_notes))
+        L.append("")
+
+    ts = results.get("thread_scaling", [])
+    if ts:
+        lo, hi = min(m["threads"]), max(m["threads"])
+        L.append(f"## Thread scaling of {S}, {lo} -> {hi} threads")
+        L.append("")
+        L.append(f"| row | {lo} thread(s) | {hi} threads | speedup | targets |")
+        L.append("|---|---|---|---|---|")
+        for r in ts:
+            unit = "us/step" if r["key"].startswith("stream") else "ms"
+            L.append(f"| {r['key']} | {_t(r['t_lo'], unit) or '-'} | {_t(r['t_hi'], unit) or '-'} | "
+                     f"{r['targets'][0][2]} | {_targets_cell(r['targets'])} |")
+        L.append("")
+
+    mem = results.get("memory")
+    if mem:
+        L.append(f"## Memory, float32 training ({mem['workload']} shapes; stacked = 2-layer bidirectional LSTM)")
+        L.append("")
+        L.append("Theoretical live set of one training step = parameters + their gradients + tape + every "
+                 "layer's output + x + dy + dx, with the tape per step, per batch row, per layer-direction: "
+                 + "; ".join(f"{c} {f}" for c, (f, _) in TAPE_PER_STEP.items())
+                 + ". Traced peak: tracemalloc over building the layer, the inputs, forward and backward "
+                 "(NumPy arrays included; memory a C library mallocs itself is not seen). RSS delta: a fresh "
+                 "process, high-water mark after one step minus RSS before it (parameters, x, dy existed "
+                 "before, so compare with the theory without them).")
+        L.append("")
+        L.append("| row | contender | traced peak MiB | theory MiB | peak / theory | target <=1.2x | "
+                 "RSS delta MiB | theory excl. params, x, dy MiB |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for r in mem["training"]:
+            tp = r.get("traced_peak")
+            rss = r.get("rss", {}).get("delta_bytes")
+            tgt = r.get("target")
+            L.append(f"| {r['key']} | {LABEL[r['kind']]} | {tp / MiB:.2f} | {r['theory_total'] / MiB:.2f} | "
+                     f"{tgt[2] if tgt else '-'} | {('OK' if tgt[1] else '**FAIL**') if tgt else 'not traced'} | "
+                     f"{'%.2f' % (rss / MiB) if rss is not None else r.get('rss_error', '-')} | "
+                     f"{r['theory_new'] / MiB:.2f} |" if tp is not None else
+                     f"| {r['key']} | {LABEL[r['kind']]} | not traced | {r['theory_total'] / MiB:.2f} | - | - | "
+                     f"{'%.2f' % (rss / MiB) if rss is not None else r.get('rss_error', '-')} | "
+                     f"{r['theory_new'] / MiB:.2f} |")
+        L.append("")
+        if mem["inference"]:
+            T1, T2 = mem["inference"][0]["T"]
+            L.append(f"Inference: traced extra memory of one call beyond its output (y and final state), "
+                     f"at T={T1} and T={T2} (holds if the extra grows by at most 5% + 64 KiB):")
+            L.append("")
+            L.append(f"| row | contender | extra MiB at T={T1} | extra MiB at T={T2} | independent of T |")
+            L.append("|---|---|---|---|---|")
+            for r in mem["inference"]:
+                L.append(f"| {r['key']} | {LABEL[r['kind']]} | {r['extra'][0] / MiB:.2f} | {r['extra'][1] / MiB:.2f} | "
+                         f"{'OK' if r['target'][1] else '**FAIL**'} |")
+            L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def write_plot(results, path):
+    import matplotlib
+    import matplotlib.ticker
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    subject = results["subject"]
+    secs = list(results["threads"].items())
+    nrows = max(len(s["rows"]) for _, s in secs)
+    fig, axes = plt.subplots(1, len(secs), figsize=(6.5 * len(secs), 0.32 * nrows + 1.8), squeeze=False)
+    for ax, (n, sec) in zip(axes[0], secs):
+        labels = [f"{r['workload']} {r['cell']} {r['mode']} f{r['dtype'][5:]}" for r in sec["rows"]]
+        vals = [r.get("speedup") or 0.0 for r in sec["rows"]]
+        colors = ["tab:green" if v >= 1.0 else "tab:red" for v in vals]
+        ax.barh(range(len(vals)), vals, color=colors)
+        for i, v in enumerate(vals):
+            if v:
+                ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+        ax.axvline(1.0, color="black", lw=1)
+        ax.axvline(1.5, color="gray", lw=1, ls="--")
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        lo, hi = min([v for v in vals if v] + [1.0]), max(vals + [1.5])
+        ticks = [t for t in (0.01, 0.03, 0.1, 0.25, 0.5, 1, 1.5, 2, 4, 8, 16, 32, 64) if lo / 1.5 <= t <= hi * 1.5]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}x" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(f"speedup of {LABEL[subject]} over the best peer (log scale)")
+        ax.set_title(f"{n} thread(s)")
+    fig.suptitle(f"crnn benchmark, {results['meta']['date']}"
+                 + (" (quick)" if results["meta"]["quick"] else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""Round-robin timing: every contender of a row once per round, several rounds, medians.
+
+Each sample repeats the contender's call enough times to last about
+`sample_seconds` and records the time per call (per step for the stream row).
+Before each sample the harness sleeps `settle` seconds, so the BLAS / OpenMP /
+ORT worker threads the previous contender left spinning (OpenBLAS spins
+about 0.1 s after a call) go to sleep and do not steal this contender's cores.
+The round order rotates, so no contender always follows the same one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def _timed(prep, inner):
+    with prep.context():
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            prep.call()
+        return time.perf_counter() - t0
+
+
+def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1):
+    """{name: median seconds per call (or per step)}, {name: all samples}, rounds run.
+
+    With a budget (seconds), fewer rounds (not below min_rounds) are run when `rounds`
+    rounds would take longer: it bounds a row where some contender collapses (a busy
+    machine), and never binds on a quiet one for the default grid.
+    """
+    inner, per_round = {}, 0.0
+    for p in prepared:
+        one = _timed(p, 1)                       # calibration (the verification call warmed it up)
+        inner[p.name] = max(1, min(100_000, int(sample_seconds / max(one, 1e-9))))
+        per_round += settle + inner[p.name] * one
+    if budget is not None and per_round * rounds > budget:
+        rounds = max(min_rounds, int(budget // per_round))
+    samples = {p.name: [] for p in prepared}
+    n = len(prepared)
+    for r in range(rounds):
+        for p in prepared[r % n:] + prepared[:r % n]:
+            time.sleep(settle)
+            dt = _timed(p, inner[p.name])
+            samples[p.name].append(dt / inner[p.name] / p.steps_per_call)
+    return {k: statistics.median(v) for k, v in samples.items()}, samples, rounds
+
+
+def gemm_ceiling(n, dtype, repeats=7, settle=0.1):
+    """GFLOP/s of an n^3 numpy.matmul (best of `repeats`: a ceiling) on the current thread limit."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    np.matmul(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        time.sleep(settle)
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / min(times) / 1e9
+
+
+def alternating(rnn_call, rnn_context, n, rounds, sample_seconds, settle):
+    """numpy.matmul (n x n float32) alone, the crnn call alone, and the two alternating.
+
+    Returns median seconds per iteration: {"matmul", "crnn", "alternating"}.
+    """
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    c = np.empty((n, n), np.float32)
+
+    def mm():
+        np.matmul(a, b, out=c)
+
+    def alt():
+        np.matmul(a, b, out=c)
+        rnn_call()
+
+    variants = {"matmul": mm, "crnn": rnn_call, "alternating": alt}
+    inner = {}
+    with rnn_context():
+        for name, fn in variants.items():
+            fn()
+            t0 = time.perf_counter()
+            fn()
+            inner[name] = max(1, int(sample_seconds / max(time.perf_counter() - t0, 1e-9)))
+        samples = {k: [] for k in variants}
+        names = list(variants)
+        for r in range(rounds):
+            for name in names[r % 3:] + names[:r % 3]:
+                time.sleep(settle)
+                fn, k = variants[name], inner[name]
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    fn()
+                samples[name].append((time.perf_counter() - t0) / k)
+    return {k: statistics.median(v) for k, v in samples.items()}

@@ -1,0 +1,76 @@
+"""The benchmark harness (bench/) checks its peers before it times them: run that check.
+
+Quick mode's verification only, on the tiny row (2-layer bidirectional, every
+cell, inference and training) and the stream row's step-by-step paths. No
+timing and no timing assertions. Peers that are not installed are skipped by
+the harness itself; the test asserts that every installed one was checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import crnn  # the installed crnn first: the repository root appended below must not shadow it
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
+
+from bench import run as bench_run  # noqa: E402
+from bench.contenders import (VerificationError, build, make_row_data, reference_outputs,  # noqa: E402
+                              verify)
+from bench.workloads import rows_for  # noqa: E402
+
+
+def _installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def expected_contenders(mode):
+    names = {"crnn_numpy", "nploop"}
+    if "c" in crnn.available_backends():
+        names.add("crnn_c")
+    if _installed("torch"):
+        names.add("torch")
+    if mode == "infer" and _installed("onnxruntime") and _installed("onnx"):
+        names.add("ort")
+    return names
+
+
+@pytest.mark.parametrize("workload", ["tiny", "stream"])
+def test_every_installed_contender_agrees_with_crnn(workload):
+    args = bench_run.parse_args(["--quick", "--verify-only", "--rows", workload, "--threads", "1"])
+    subject = "crnn_c" if "c" in crnn.available_backends() else "crnn_numpy"
+    for row in rows_for([workload]):
+        rec = bench_run.run_row(row, 1, subject, args, None)     # raises VerificationError on disagreement
+        checked = set(rec["verify_max_rel_error"])
+        assert expected_contenders(row.mode) <= checked, (row.key, rec["notes"])
+
+
+def test_verification_fails_loudly_on_wrong_weights():
+    row = next(r for r in rows_for(["tiny"]) if r.cell == "lstm" and r.mode == "infer")
+    data = make_row_data(row)
+    ref = reference_outputs(data, "crnn_numpy")
+    data.params["weight_hh_l0"] = data.params["weight_hh_l0"][::-1].copy()   # gate blocks out of order
+    got = build("nploop", data, 1).outputs()
+    with pytest.raises(VerificationError, match="disagrees"):
+        verify("nploop", got, ref, row.dtype, row.key)
+
+
+def test_quick_cli_verification_only(capsys):
+    assert bench_run.main(["--quick", "--verify-only", "--rows", "tiny", "--threads", "1"]) == 0
+    assert "all contenders agree with crnn" in capsys.readouterr().out
+
+
+def test_flop_count():
+    row = next(r for r in rows_for(["medium"]) if r.cell == "lstm" and r.mode == "infer")
+    assert row.flops() == 2.0 * 100 * 32 * 4 * 256 * (128 + 256)
+    train = next(r for r in rows_for(["medium"]) if r.cell == "lstm" and r.mode == "train")
+    assert train.flops() == 3 * row.flops()
+    assert np.isclose(next(r for r in rows_for(["stream"]) if r.cell == "gru").flops(),
+                      2.0 * 3 * 64 * (32 + 64))
