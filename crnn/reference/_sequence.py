@@ -40,12 +40,13 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
-def input_projection(x: np.ndarray, W_ih: np.ndarray, b_ih: np.ndarray | None) -> np.ndarray:
-    """[F1] x W_ih^T + b_ih for all steps at once: (T, B, I) -> (T, B, G*H)."""
+def input_projection(x: np.ndarray, W_ih: np.ndarray, *biases: np.ndarray | None) -> np.ndarray:
+    """[F1] x W_ih^T + the given biases, all steps at once: (T, B, I) -> (T, B, G*H)."""
     T, B, I = x.shape
     xw = (x.reshape(T * B, I) @ W_ih.T).reshape(T, B, -1)
-    if b_ih is not None:
-        xw += b_ih
+    present = [b for b in biases if b is not None]
+    if present:
+        xw += sum(present[1:], present[0])
     return xw
 
 

@@ -40,7 +40,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
     T, B, _ = x.shape
     H = W_hh.shape[0] // 4
     mask = valid_mask(T, B, lengths, x.dtype)
-    xw = input_projection(x, W_ih, b_ih)                      # [F1]
+    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
+    xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
     y = np.zeros((T, B, W_hh.shape[1]), dtype=x.dtype)
     if training:
         gates = np.empty((T, B, 4 * H), dtype=x.dtype)       # post-activation i, f, g, o
@@ -50,8 +51,6 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
     h, c = h0.copy(), c0.copy()
     for t in time_order(T, reverse):
         pre = xw[t] + h @ W_hh.T                              # [F2]
-        if b_hh is not None:
-            pre += b_hh
         i = sigmoid(pre[:, :H])                               # [F3]
         f = sigmoid(pre[:, H:2 * H])
         g = np.tanh(pre[:, 2 * H:3 * H])

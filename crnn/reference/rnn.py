@@ -33,14 +33,13 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
     """
     T, B, _ = x.shape
     mask = valid_mask(T, B, lengths, x.dtype)
-    xw = input_projection(x, W_ih, b_ih)                     # [F1]
+    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
+    xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
     y = np.zeros((T, B, W_hh.shape[0]), dtype=x.dtype)
     h_prev = np.empty_like(y) if training else None          # h_{t-1} seen by step t
     h = h0.copy()
     for t in time_order(T, reverse):
         pre = xw[t] + h @ W_hh.T                             # [F2]
-        if b_hh is not None:
-            pre += b_hh
         h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)  # [F3]
         if training:
             h_prev[t] = h
