@@ -89,55 +89,61 @@ static inline void gemm_f64(const crnn_blas *blas, crnn_trans ta, crnn_trans tb,
     blas->dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* ---- the recurrent product [F2]: packed kernel or BLAS (rgemm.h) ---- */
+/* ---- the recurrent products [F2] and dh_{t-1}: packed kernel or BLAS (rgemm.h) ---- */
 
-/* Shapes where the packed kernel (float32, AVX2) is used: enough steps to
- * amortise packing W_hh once per call, and batches up to RGEMM_MAX_B, where
- * it measured faster than OpenBLAS's sgemm (which re-packs W_hh per step).
- * The size functions reserve the packed copy for these shapes, whatever
- * the dtype and CPU. */
-enum { RGEMM_MIN_STEPS = 4, RGEMM_MAX_B = 64 };
+/* Shapes for which the size functions reserve a packed copy of W_hh
+ * (whatever the dtype and CPU): enough steps to amortise packing once per
+ * call, batches up to RGEMM_MAX_B. Whether the packed kernel then runs is
+ * decided per call by crnn_rgemm_faster() (the measured crossover on this
+ * CPU). */
+enum { RGEMM_MIN_STEPS = 4, RGEMM_MAX_B = 128 };
 
 static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
 {
     return T >= RGEMM_MIN_STEPS && B <= RGEMM_MAX_B;
 }
 
-/* Packs W (N, K) into space and returns it when the packed kernel is to be
- * used for this call, else NULL (then rgemm_* goes through BLAS). */
+/* The product per step is C (B, N) = A (B, K) @ op(W), op(W) (K, N): W is
+ * W_hh as stored, (N, K) with trans_w = CRNN_TRANS (forward: h @ W_hh.T)
+ * or (K, N) with CRNN_NO_TRANS (backward: dpre @ W_hh).
+ * Packs W into space and returns it when the packed kernel is to be used
+ * for this call, else NULL (then rgemm_* goes through BLAS). */
 static inline const float *rgemm_prepare_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
-                                             const float *W, float *space)
+                                             crnn_trans trans_w, const float *W, float *space)
 {
-    if (!rgemm_shape(T, B) || !crnn_vmath_simd())
+    if (!rgemm_shape(T, B) || !crnn_rgemm_faster(B, N, K))
         return NULL;
-    crnn_rgemm_pack_f32(N, K, W, space);
+    crnn_rgemm_pack_f32(N, K, trans_w, W, space);
     return space;
 }
 
 static inline const double *rgemm_prepare_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
-                                              const double *W, double *space)
+                                              crnn_trans trans_w, const double *W, double *space)
 {
-    (void)T, (void)B, (void)N, (void)K, (void)W, (void)space;
+    (void)T, (void)B, (void)N, (void)K, (void)trans_w, (void)W, (void)space;
     return NULL;  /* no float64 kernel: BLAS */
 }
 
-/* C (M, N) = A (M, K) @ W.T [+ C], W (N, K); Wp its packed copy or NULL. */
+/* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the
+ * packed copy or NULL. */
 static inline void rgemm_f32(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                             const float *A, ptrdiff_t lda, const float *W, const float *Wp,
-                             int accumulate, float *C, ptrdiff_t ldc)
+                             const float *A, ptrdiff_t lda, crnn_trans trans_w, const float *W,
+                             const float *Wp, int accumulate, float *C, ptrdiff_t ldc)
 {
     if (Wp != NULL)
         crnn_rgemm_f32(M, N, K, A, lda, Wp, accumulate, C, ldc);
     else
-        blas->sgemm(CRNN_NO_TRANS, CRNN_TRANS, M, N, K, 1, A, lda, W, K, accumulate ? 1 : 0, C, ldc);
+        blas->sgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,
+                    accumulate ? 1 : 0, C, ldc);
 }
 
 static inline void rgemm_f64(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                             const double *A, ptrdiff_t lda, const double *W, const double *Wp,
-                             int accumulate, double *C, ptrdiff_t ldc)
+                             const double *A, ptrdiff_t lda, crnn_trans trans_w, const double *W,
+                             const double *Wp, int accumulate, double *C, ptrdiff_t ldc)
 {
     (void)Wp;
-    blas->dgemm(CRNN_NO_TRANS, CRNN_TRANS, M, N, K, 1, A, lda, W, K, accumulate ? 1 : 0, C, ldc);
+    blas->dgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,
+                accumulate ? 1 : 0, C, ldc);
 }
 
 /* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */

@@ -31,7 +31,8 @@
  *     backward  T*B*3H + B*3H + B*H     dpre_x over all steps (turned into
  *                                       dpre_h after the loop), dpre_h of a
  *                                       step, running dh
- *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
+ *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
+ *                                       rgemm_shape(), at the end
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -64,7 +65,8 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * GH + B * GH + B * H;
+        return T * B * GH + B * GH + B * H
+               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
     }
     return 0;
 }
@@ -115,7 +117,7 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
 
     /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H) */
-    FN(rgemm)(blas, B, GH, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
+    FN(rgemm)(blas, B, GH, H, h_prev, H, CRNN_TRANS, W_hh, W_hh_packed, 0, hw, GH);
 
     /* [F3] gates, then h_new, a sequence (row) at a time; a valid step
      * outputs h_new and keeps it, an invalid one outputs 0 and keeps h_prev.
@@ -183,7 +185,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B)) {
         const size_t size = crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(T, B, GH, H, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
+        W_hh_packed = FN(rgemm_prepare)(T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
@@ -278,6 +280,12 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     real *dpre_h_t = dpre_x + T * B * GH;             /* (B, 3H) dL/d(W_hh h + b_hh), one step */
     real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+    /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B))
+        W_hh_packed = FN(rgemm_prepare)(T, B, H, GH, CRNN_NO_TRANS, w->W_hh,
+                                        workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
+                                            - crnn_rgemm_packed_size(H, GH));
 
     /* The forward's steps in the opposite order. */
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
@@ -321,7 +329,7 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
             }
         }
         /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, GH, 1, dpre_h_t, GH, w->W_hh, H, 1, dh, H);
+        FN(rgemm)(blas, B, H, GH, dpre_h_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));

@@ -26,7 +26,8 @@
  *                                              product [, r and W_hr r of a step]
  *     train     2*4H [+ B*P]                   b_ih + b_hh [, W_hr r]; [F1] writes
  *                                              into ws_gates
- *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
+ *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
+ *                                rgemm_shape(), at the end
  *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H] + 2*H
  *                                              dpre, dh, dc [, dh_new of every
  *                                              step for dW_hr, dr], tanh(c_new)
@@ -69,7 +70,8 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H;
+        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H
+               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
     }
     return 0;
 }
@@ -138,7 +140,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     const int proj = d->proj_size > 0;
 
     /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H) */
-    FN(rgemm)(blas, B, GH, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
+    FN(rgemm)(blas, B, GH, P, h_prev, P, CRNN_TRANS, w->W_hh, W_hh_packed, 1, gates, GH);
 
     /* [F3] activations, then the cell, a sequence (row) at a time: a valid
      * step keeps c_new and h_new, an invalid one keeps c_prev and h_prev and
@@ -230,7 +232,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B)) {
         const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(T, B, GH, P, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(T, B, GH, P, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
@@ -339,6 +341,12 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     real *scratch_dr = scratch_tanh_c + H;            /* (H,) dL/dr of a row if P == 0 */
     copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
     copy_or_zero(dc, dc_n, (size_t)(B * H) * sizeof(real));
+    /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B))
+        W_hh_packed = FN(rgemm_prepare)(T, B, P, GH, CRNN_NO_TRANS, w->W_hh,
+                                        workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
+                                            - crnn_rgemm_packed_size(P, GH));
 
     /* The forward's steps in the opposite order. */
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
@@ -412,7 +420,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
             }
         }
         /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, P, GH, 1, dpre_t, GH, w->W_hh, P, 1, dh, P);
+        FN(rgemm)(blas, B, P, GH, dpre_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, P);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));

@@ -9,7 +9,7 @@
  * forward). Here W is packed once per sequence into caller memory and each
  * step runs an AVX2/FMA register-tiled kernel over it. Float32 only, and
  * only where crnn_vmath_simd() holds; callers fall back to the BLAS seam
- * otherwise (rgemm_use() in common.h decides).
+ * otherwise (rgemm_prepare() in common.h decides).
  *
  * Packed layout: panels of RGEMM_NR = 16 rows of W (16 outputs), each panel
  * k-major: Wp[p*16*K + k*16 + c] = W[p*16 + c, k]; the last panel is
@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "blas.h"  /* crnn_trans */
+
 enum { RGEMM_NR = 16 };
 
 /* Elements of the packed copy of an (N, K) matrix. */
@@ -28,12 +30,19 @@ static inline size_t crnn_rgemm_packed_size(ptrdiff_t N, ptrdiff_t K)
     return (size_t)((N + RGEMM_NR - 1) / RGEMM_NR) * RGEMM_NR * (size_t)K;
 }
 
-/* Wp = the packed copy of W (N, K), row-major. */
-void crnn_rgemm_pack_f32(ptrdiff_t N, ptrdiff_t K, const float *W, float *Wp);
+/* Wp = the packed copy of W, an (N, K) matrix given row-major as W (N, K)
+ * (trans_w = CRNN_TRANS: the product is A @ W.T) or as its transpose
+ * (K, N) (CRNN_NO_TRANS: the product is A @ W, as in backward's dh). */
+void crnn_rgemm_pack_f32(ptrdiff_t N, ptrdiff_t K, crnn_trans trans_w, const float *W, float *Wp);
 
 /* C = A @ W.T, or C += A @ W.T if accumulate; W given packed.
  * Only when crnn_vmath_simd() is true. */
 void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                     const float *Wp, int accumulate, float *C, ptrdiff_t ldc);
+
+/* 1 when, on this CPU, the packed kernel is faster than OpenBLAS's sgemm for
+ * the product of an (M, K) by a (K, N) per step (measured crossovers, see
+ * rgemm.c); 0 also where there is no kernel (no AVX2/FMA). */
+int crnn_rgemm_faster(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K);
 
 #endif /* CRNN_RGEMM_H */

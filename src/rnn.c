@@ -19,7 +19,8 @@
  *     train     2H            biases; [F1] writes into ws_h (the slot each
  *                             step then overwrites with its state)
  *     backward  T*B*H + B*H   dpre over all steps, running dh
- *     infer, train: + packed W_hh (rgemm.h) for the shapes of rgemm_shape()
+ *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
+ *                             rgemm_shape(), at the end
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -51,7 +52,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * H + B * H;
+        return T * B * H + B * H + packed;
     }
     return 0;
 }
@@ -97,7 +98,7 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
     const ptrdiff_t B = d->batch, H = d->hidden_size;
 
     /* [F2] pre += h_prev @ W_hh.T */
-    FN(rgemm)(blas, B, H, H, h_prev, H, W_hh, W_hh_packed, 1, pre, H);
+    FN(rgemm)(blas, B, H, H, h_prev, H, CRNN_TRANS, W_hh, W_hh_packed, 1, pre, H);
 
     /* [F3] h_new = act(pre + b_ih + b_hh), a sequence (row) at a time: a
      * valid step outputs it and keeps it, an invalid one outputs 0 and keeps
@@ -152,7 +153,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B)) {
         const size_t size = crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(T, B, H, H, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
+        W_hh_packed = FN(rgemm_prepare)(T, B, H, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
@@ -237,6 +238,12 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     real *dpre = workspace;                  /* (T, B, H) dL/d(pre-activation) */
     real *dh = workspace + T * B * H;        /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+    /* W_hh (H, H) packed for the product dpre @ W_hh (rgemm.h), or NULL */
+    const real *W_hh_packed = NULL;
+    if (rgemm_shape(T, B))
+        W_hh_packed = FN(rgemm_prepare)(T, B, H, H, CRNN_NO_TRANS, w->W_hh,
+                                        workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD)
+                                            - crnn_rgemm_packed_size(H, H));
 
     /* The forward's steps in the opposite order. */
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
@@ -266,7 +273,7 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
             memset(dhb, 0, (size_t)H * sizeof(real));
         }
         /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, H, 1, dpre_t, H, w->W_hh, H, 1, dh, H);
+        FN(rgemm)(blas, B, H, H, dpre_t, H, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
