@@ -24,11 +24,15 @@ if "c" not in crnn.available_backends():
 from crnn import _c_kernels  # noqa: E402
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
+# The scale an error is measured against never drops below FLOOR: inputs and
+# weights are O(1), so a gradient that cancels down to 1e-4 (a single dh0
+# with H=1, say) still carries the rounding errors of its O(0.1) terms.
+FLOOR = {np.float32: 1e-2, np.float64: 1e-6}
 
 
 def close(a, b, rtol, what):
     assert a.shape == b.shape and a.dtype == b.dtype, what
-    scale = max(float(np.abs(b).max(initial=0)), 1e-6)
+    scale = max(float(np.abs(b).max(initial=0)), FLOOR[b.dtype.type])
     err = float(np.abs(a - b).max(initial=0)) / scale
     assert err <= rtol, f"{what}: relative error {err:.3g}"
 
