@@ -50,8 +50,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
         c_prev = np.empty((T, B, H), dtype=x.dtype)
     h, c = h0.copy(), c0.copy()
     # W_hh^T laid out once: BLAS runs the per-step product ~1.5x faster on a
-    # contiguous operand than on the transposed view.
-    W_hh_T = np.ascontiguousarray(W_hh.T)
+    # contiguous operand than on the transposed view; the copy pays off only
+    # over several steps (a stream calls with T=1).
+    W_hh_T = np.ascontiguousarray(W_hh.T) if T > 4 else W_hh.T
     for t in time_order(T, reverse):
         pre = xw[t] + h @ W_hh_T                              # [F2]
         i = sigmoid(pre[:, :H])                               # [F3]

@@ -39,8 +39,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
     h_prev = np.empty_like(y) if training else None          # h_{t-1} seen by step t
     h = h0.copy()
     # W_hh^T laid out once: BLAS runs the per-step product ~1.5x faster on a
-    # contiguous operand than on the transposed view.
-    W_hh_T = np.ascontiguousarray(W_hh.T)
+    # contiguous operand than on the transposed view; the copy pays off only
+    # over several steps (a stream calls with T=1).
+    W_hh_T = np.ascontiguousarray(W_hh.T) if T > 4 else W_hh.T
     for t in time_order(T, reverse):
         pre = xw[t] + h @ W_hh_T                             # [F2]
         h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)  # [F3]
