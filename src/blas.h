@@ -38,6 +38,10 @@ typedef void (*crnn_dgemm_fn)(crnn_trans trans_a, crnn_trans trans_b,
 typedef struct crnn_blas {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
+    /* Threads the BLAS gives one call, or NULL (taken as 1). With threads to
+     * give, the BLAS beats the core's single-threaded recurrent kernel on
+     * large products, so the core asks before choosing. */
+    int (*num_threads)(void);
 } crnn_blas;
 
 /* A BLAS-free reference: plain loops, slow, exact to the usual rounding.

@@ -98,6 +98,15 @@ static inline void gemm_f64(const crnn_blas *blas, crnn_trans ta, crnn_trans tb,
  * CPU). */
 enum { RGEMM_MIN_STEPS = 4, RGEMM_MAX_B = 128 };
 
+/* A product of at least this many multiply-adds per step goes to the BLAS
+ * when the BLAS has more than one thread: the packed kernel runs on one. */
+#define RGEMM_THREADED_BLAS_MACS (32.0 * 1024 * 1024)
+
+static inline int blas_threads(const crnn_blas *blas)
+{
+    return blas->num_threads != NULL ? blas->num_threads() : 1;
+}
+
 static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
 {
     return T >= RGEMM_MIN_STEPS && B <= RGEMM_MAX_B;
@@ -108,19 +117,23 @@ static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
  * or (K, N) with CRNN_NO_TRANS (backward: dpre @ W_hh).
  * Packs W into space and returns it when the packed kernel is to be used
  * for this call, else NULL (then rgemm_* goes through BLAS). */
-static inline const float *rgemm_prepare_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
+static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
+                                             ptrdiff_t N, ptrdiff_t K,
                                              crnn_trans trans_w, const float *W, float *space)
 {
     if (!rgemm_shape(T, B) || !crnn_rgemm_faster(B, N, K))
+        return NULL;
+    if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
     crnn_rgemm_pack_f32(N, K, trans_w, W, space);
     return space;
 }
 
-static inline const double *rgemm_prepare_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K,
+static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
+                                              ptrdiff_t N, ptrdiff_t K,
                                               crnn_trans trans_w, const double *W, double *space)
 {
-    (void)T, (void)B, (void)N, (void)K, (void)trans_w, (void)W, (void)space;
+    (void)blas, (void)T, (void)B, (void)N, (void)K, (void)trans_w, (void)W, (void)space;
     return NULL;  /* no float64 kernel: BLAS */
 }
 

@@ -232,7 +232,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B)) {
         const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(T, B, GH, P, CRNN_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
@@ -344,7 +344,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(T, B, P, GH, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(P, GH));
 
