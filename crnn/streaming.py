@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
+from . import _backend, reference
 from ._checks import float_array, positive_int, shape_is
 
 __all__ = ["Stream"]
@@ -24,8 +24,8 @@ class Stream:
     """Step-by-step inference over a crnn.RNN, LSTM or GRU (not bidirectional).
 
     Args:
-        layer: the layer whose parameters the stream uses (read live: loading new
-            weights into the layer in place is seen by the next step).
+        layer: the layer whose parameters the stream uses, as they are when the stream
+            is made (see refresh()).
         batch_size: B sequences stepped together; None for one unbatched sequence.
         state: initial state like the layer's (h, or (h, c)); zeros when None.
 
@@ -48,17 +48,36 @@ class Stream:
         self._c = (np.zeros((layer.num_layers, self.batch_size, layer.hidden_size), dtype=layer.dtype)
                    if self._is_lstm else None)
         self.reset(state)
-        self._core = None
-        if _backend.backend() == "c":
+        self._x_shape = ((layer.input_size,) if self.unbatched
+                         else (self.batch_size, layer.input_size))
+        self._is_gru = layer._cell_name == "gru"
+        self._nonlinearity = getattr(layer, "nonlinearity", "tanh")
+        self._dtype = layer.dtype
+        self._on_c = _backend.backend() == "c"
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the layer's current parameters (the state is kept).
+
+        A stream prepares its weights once, when it is made (laid out for its
+        backend's one-step kernel): parameters changed afterwards, by
+        load_state_dict, an optimizer step or in place, are seen after refresh().
+        """
+        layer = self.layer
+        weights = [layer._weights(k, 0) for k in range(layer.num_layers)]
+        if self._on_c:
             ext = _backend.extension()
-            weights = []
-            for k in range(layer.num_layers):
-                w = layer._weights(k, 0)
-                weights.append(tuple(w[key] for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")))
-            self._core = ext.StreamCore(layer._cell_name, getattr(layer, "nonlinearity", "tanh") == "relu",
-                                        self.batch_size, layer.input_size, layer.hidden_size,
-                                        layer.output_size, weights, self._h, self._c, self.unbatched)
+            self._core = ext.StreamCore(
+                layer._cell_name, self._nonlinearity == "relu", self.batch_size, layer.input_size,
+                layer.hidden_size, layer.output_size,
+                [tuple(None if w[key] is None else w[key].copy()     # the stream's own copies
+                       for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")) for w in weights],
+                self._h, self._c, self.unbatched)
             self.step = self._core.step          # no Python frame between the caller and C
+        else:
+            names = ("W_ih", "W_hh", "b_ih", "b_hh") + (("W_hr",) if self._is_lstm else ())
+            self._numpy_weights = [reference.step_weights(layer._cell_name, *(w[key] for key in names))
+                                   for w in weights]
 
     def reset(self, state=None) -> None:
         """Start over from `state` (like the layer's initial state), or zeros."""
@@ -86,18 +105,21 @@ class Stream:
 
         Raises TypeError for a wrong dtype, ValueError for a wrong shape.
         """
-        # NumPy backend (the C path replaces this method in __init__).
-        x = float_array("x", x, self.layer.dtype)
-        expected = (self.layer.input_size,) if self.unbatched else (self.batch_size, self.layer.input_size)
-        shape_is("x", x, expected, "for one step")
-        layer = self.layer
-        inp = x.reshape(1, self.batch_size, -1)
-        for k in range(layer.num_layers):
-            state = (self._h[k], self._c[k]) if self._is_lstm else (self._h[k],)
-            y, new, _ = layer._cell_forward(_backend.kernels(), inp, state, layer._weights(k, 0),
-                                            None, reverse=False, training=False)
-            self._h[k] = new[0]
+        # NumPy backend (the C path replaces this method in __init__): the
+        # reference's one-step functions, no masks, no cache.
+        if type(x) is not np.ndarray or x.dtype != self._dtype:    # the common case costs two tests
+            x = float_array("x", x, self._dtype)
+        if x.shape != self._x_shape:
+            shape_is("x", x, self._x_shape, "for one step")
+        inp = x[None] if self.unbatched else x
+        for k, w in enumerate(self._numpy_weights):
             if self._is_lstm:
-                self._c[k] = new[1]
-            inp = y
-        return inp[0, 0].copy() if self.unbatched else inp[0].copy()
+                h, self._c[k] = reference.lstm_step(inp, self._h[k], self._c[k], *w)
+            elif self._is_gru:
+                h = reference.gru_step(inp, self._h[k], *w)
+            else:
+                h = reference.rnn_step(inp, self._h[k], *w, nonlinearity=self._nonlinearity)
+            self._h[k] = h
+            inp = h
+        # inp is the top layer's new output, an array of its own
+        return inp[0] if self.unbatched else inp

@@ -40,15 +40,31 @@ def test_stream_equals_layer(each_backend, cell, dtype, batch):
     np.testing.assert_allclose(first, y0[0, 0] if batch is None else y0[0], rtol=tol, atol=tol)
 
 
-def test_stream_sees_weights_loaded_in_place(each_backend):
+def test_stream_takes_the_weights_when_made_and_on_refresh(each_backend):
     layer = crnn.GRU(3, 4, seed=0)
     stream = layer.stream()
     x = np.ones(3, np.float32)
     before = stream.step(x)
     layer.load_state_dict({k: v * 0 for k, v in layer.state_dict().items()})
     stream.reset()
+    assert np.array_equal(stream.step(x), before)          # the stream's own copy
+    stream.reset()
+    stream.refresh()
     assert np.array_equal(stream.step(x), np.zeros(4, np.float32))
     assert not np.array_equal(before, np.zeros(4, np.float32))
+
+
+def test_refresh_keeps_the_state(each_backend):
+    layer = crnn.LSTM(3, 5, num_layers=2, seed=1)
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    stream = layer.stream()
+    for t in range(3):
+        stream.step(x[t])
+    stream.refresh()
+    tail = [stream.step(x[t]) for t in range(3, 6)]
+    y, _ = layer(x[:, None])
+    tol = 2e-5
+    np.testing.assert_allclose(np.stack(tail), y[3:, 0], rtol=tol, atol=tol)
 
 
 def test_stream_bad_input(each_backend):

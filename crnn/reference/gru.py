@@ -18,7 +18,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import input_projection, sigmoid, time_order, valid_mask, weight_grads_over_time
+from ._sequence import (input_projection, sigmoid, states_before, time_order, transposed,
+                        valid_mask, weight_grads_over_time)
+
+
+def gru_cell(xw_t, hw, h):
+    """[F3] of one step from xw_t = W_ih x_t + b_ih (B, 3H), hw = W_hh h_{t-1} + b_hh
+    (B, 3H) and h = h_{t-1} (B, H).
+
+    Returns r_z = [r, z] (B, 2H), n (B, H) and h_t (before any length mask), new arrays.
+    """
+    H = h.shape[1]
+    # r and z are adjacent: one sigmoid for both. Each activation runs in place
+    # on a fresh contiguous array (NumPy's fast tanh needs a contiguous output).
+    r_z = xw_t[:, :2 * H] + hw[:, :2 * H]
+    sigmoid(r_z, out=r_z)
+    r, z = r_z[:, :H], r_z[:, H:]
+    n = r * hw[:, 2 * H:]
+    n += xw_t[:, 2 * H:]
+    np.tanh(n, out=n)
+    return r_z, n, (1 - z) * n + z * h
+
+
+def gru_step(x_t, h, W_ih_T, W_hh_T, b_ih, b_hh):
+    """One time step of the layer, every sequence valid, no cache: what a stream runs.
+
+    x_t (B, I), h (B, H) -> h_t (B, H), a new array. The weights come prepared
+    once for many steps (see step_weights): W_ih_T (I, 3H) and W_hh_T (H, 3H)
+    contiguous; b_ih, b_hh (3H,) or None, apart (b_hn sits inside r * (.)).
+    """
+    xw_t = x_t @ W_ih_T                                       # [F1] for one step
+    hw = h @ W_hh_T                                           # [F2]
+    if b_ih is not None:
+        xw_t += b_ih
+        hw += b_hh
+    return gru_cell(xw_t, hw, h)[2]                           # [F3]
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, training=True):
@@ -39,35 +73,37 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, t
     H = W_hh.shape[1]
     mask = valid_mask(T, B, lengths, x.dtype)
     xw = input_projection(x, W_ih, b_ih)                      # [F1]
-    y = np.zeros((T, B, H), dtype=x.dtype)
+    y = np.empty((T, B, H), dtype=x.dtype)    # every step writes y[t]
+    gates = xw           # training: step t overwrites xw[t] with its gates r, z, n
     if training:
-        gates = np.empty((T, B, 3 * H), dtype=x.dtype)       # post-activation r, z, n
         hn = np.empty((T, B, H), dtype=x.dtype)              # W_hn h_{t-1} + b_hn
-        h_prev = np.empty_like(y)
+        # h_{t-1} seen by step t: kept per step only where masks freeze states
+        h_prev = np.empty_like(y) if mask is not None else None
     h = h0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product ~1.5x faster on a
-    # contiguous operand than on the transposed view; the copy pays off only
-    # over several steps (a stream calls with T=1).
-    W_hh_T = np.ascontiguousarray(W_hh.T) if T > 4 else W_hh.T
+    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
+    # on a contiguous operand than on the transposed view; the copy pays off
+    # only over several steps (a stream calls with T=1).
+    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
     for t in time_order(T, reverse):
         hw = h @ W_hh_T                                       # [F2]
         if b_hh is not None:
             hw += b_hh
-        r = sigmoid(xw[t][:, :H] + hw[:, :H])                 # [F3]
-        z = sigmoid(xw[t][:, H:2 * H] + hw[:, H:2 * H])
-        n = np.tanh(xw[t][:, 2 * H:] + r * hw[:, 2 * H:])
-        h_new = (1 - z) * n + z * h
+        r_z, n, h_new = gru_cell(xw[t], hw, h)                # [F3]
         if training:
-            gates[t] = np.concatenate([r, z, n], axis=1)
-            hn[t], h_prev[t] = hw[:, 2 * H:], h
-        if lengths is None:                                   # every step valid
-            y[t], h = h_new, h_new
+            gates[t, :, :2 * H], gates[t, :, 2 * H:] = r_z, n
+            hn[t] = hw[:, 2 * H:]
+        if mask is None:                                      # every step valid
+            y[t] = h = h_new
         else:                                                 # masked steps keep their state
+            if training:
+                h_prev[t] = h
             m = mask[t]
             y[t] = m * h_new
             h = m * h_new + (1 - m) * h
     cache = None
     if training:
+        if mask is None:
+            h_prev = states_before(y, h0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None, reverse=reverse,
                      mask=mask, gates=gates, hn=hn, h_prev=h_prev)
     return y, h, cache
@@ -87,24 +123,31 @@ def gru_backward(cache, dy, dh_n):
     mask, gates, W_hh, h_prev = cache["mask"], cache["gates"], cache["W_hh"], cache["h_prev"]
     T, B, G = gates.shape
     H = G // 3
-    dpre_x = np.zeros_like(gates)     # gradient w.r.t. W_ih x + b_ih
-    dpre_h = np.zeros_like(gates)     # gradient w.r.t. W_hh h + b_hh
+    dpre_x = np.empty_like(gates)     # gradient w.r.t. W_ih x + b_ih (every step writes its row)
+    dpre_h = np.empty_like(gates)     # gradient w.r.t. W_hh h + b_hh
     dh = dh_n.copy()
     for t in time_order(T, not cache["reverse"]):
-        m = mask[t]
-        r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
+        m = None if mask is None else mask[t]
+        r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
         # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = m * (dy[t] + dh)
+        dh_new = dy[t] + dh
+        if m is not None:
+            dh_new *= m
         # [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
         #      n = tanh(xn + r * hn), r, z = sigmoid(.)
         dn_pre = dh_new * (1 - z) * (1 - n * n)
         dz_pre = dh_new * (h_prev[t] - n) * z * (1 - z)
         dr_pre = dn_pre * cache["hn"][t] * r * (1 - r)
-        dpre_x[t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-        dpre_h[t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
+        dpre_x[t, :, :H], dpre_x[t, :, H:2 * H], dpre_x[t, :, 2 * H:] = dr_pre, dz_pre, dn_pre
+        dpre_h[t, :, :2 * H] = dpre_x[t, :, :2 * H]
+        dpre_h[t, :, 2 * H:] = dn_pre * r
         # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
         #      a masked step passes dh on.
-        dh = dpre_h[t] @ W_hh + dh_new * z + (1 - m) * dh
+        dh_prev = dpre_h[t] @ W_hh
+        dh_prev += dh_new * z
+        if m is not None:
+            dh_prev += (1 - m) * dh
+        dh = dh_prev
     # [B3] all steps at once.
     x = cache["x"]
     dx = (dpre_x.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)

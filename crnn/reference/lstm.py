@@ -16,9 +16,64 @@ Step tags match src/lstm.c:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from ._sequence import input_projection, sigmoid, time_order, valid_mask, weight_grads_over_time
+from ._sequence import (input_projection, states_before, time_order, transposed,
+                        valid_mask, weight_grads_over_time)
+
+
+@functools.lru_cache(maxsize=64)
+def _gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), each (4H,): a = 1/2 on the sigmoid blocks i, f, o and 1 on g; b = 1/2, 0."""
+    a = np.full(4 * H, 0.5, dtype=dtype)
+    a[2 * H:3 * H] = 1
+    b = a.copy()
+    b[2 * H:3 * H] = 0
+    return a, b
+
+
+def lstm_cell(gates, c, W_hr=None):
+    """[F3] and [F4] of one step. gates (B, 4H) holds the pre-activations on
+    entry and the activated gates i, f, g, o on exit (in place: it is the
+    tape's row in training); c = c_{t-1} (B, H).
+
+    Returns c_t and h_t (before any length mask), new arrays.
+    """
+    H = c.shape[1]
+    # The four blocks with one tanh over the whole row: sigmoid(x) =
+    # 0.5 * tanh(0.5 * x) + 0.5 (see _sequence.sigmoid), so gates = a * tanh(a * pre) + b
+    # is sigmoid on i, f, o and tanh on g. NumPy's fast tanh needs a
+    # contiguous output: one pass over the row beats four over strided blocks.
+    a, b = _gate_affine(H, gates.dtype)
+    gates *= a
+    np.tanh(gates, out=gates)
+    gates *= a
+    gates += b
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    c_new = f * c
+    c_new += i * g
+    h_new = np.tanh(c_new)
+    h_new *= o
+    if W_hr is not None:
+        h_new = h_new @ W_hr.T                                # [F4]
+    return c_new, h_new
+
+
+def lstm_step(x_t, h, c, W_ih_T, W_hh_T, bias, W_hr=None):
+    """One time step of the layer, every sequence valid, no cache: what a stream runs.
+
+    x_t (B, I), h (B, P), c (B, H) -> h_t (B, P), c_t (B, H), new arrays. The
+    weights come prepared once for many steps (see step_weights): W_ih_T (I, 4H)
+    and W_hh_T (P, 4H) contiguous, bias = b_ih + b_hh (4H,) or None.
+    """
+    pre = x_t @ W_ih_T                                        # [F1] for one step
+    pre += h @ W_hh_T                                         # [F2]
+    if bias is not None:
+        pre += bias
+    c_new, h_new = lstm_cell(pre, c, W_hr)
+    return h_new, c_new
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
@@ -42,39 +97,38 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
     mask = valid_mask(T, B, lengths, x.dtype)
     # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
     xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
-    y = np.zeros((T, B, W_hh.shape[1]), dtype=x.dtype)
+    y = np.empty((T, B, W_hh.shape[1]), dtype=x.dtype)    # every step writes y[t]
+    gates = xw           # step t turns xw[t] into its pre-activations, then its gates
     if training:
-        gates = np.empty((T, B, 4 * H), dtype=x.dtype)       # post-activation i, f, g, o
         c_new_all = np.empty((T, B, H), dtype=x.dtype)
-        h_prev = np.empty_like(y)
-        c_prev = np.empty((T, B, H), dtype=x.dtype)
+        # h_{t-1}, c_{t-1} seen by step t: kept per step only where masks freeze states
+        h_prev = np.empty_like(y) if mask is not None else None
+        c_prev = np.empty((T, B, H), dtype=x.dtype) if mask is not None else None
     h, c = h0.copy(), c0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product ~1.5x faster on a
-    # contiguous operand than on the transposed view; the copy pays off only
-    # over several steps (a stream calls with T=1).
-    W_hh_T = np.ascontiguousarray(W_hh.T) if T > 4 else W_hh.T
+    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
+    # on a contiguous operand than on the transposed view; the copy pays off
+    # only over several steps (a stream calls with T=1).
+    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
     for t in time_order(T, reverse):
-        pre = xw[t] + h @ W_hh_T                              # [F2]
-        i = sigmoid(pre[:, :H])                               # [F3]
-        f = sigmoid(pre[:, H:2 * H])
-        g = np.tanh(pre[:, 2 * H:3 * H])
-        o = sigmoid(pre[:, 3 * H:])
-        c_new = f * c + i * g
-        h_new = o * np.tanh(c_new)
-        if W_hr is not None:
-            h_new = h_new @ W_hr.T                            # [F4]
+        pre = gates[t]
+        pre += h @ W_hh_T                                     # [F2]
+        c_new, h_new = lstm_cell(pre, c, W_hr)                # [F3], [F4]
         if training:
-            gates[t] = np.concatenate([i, f, g, o], axis=1)
-            c_new_all[t], h_prev[t], c_prev[t] = c_new, h, c
-        if lengths is None:                                   # every step valid
-            y[t], h, c = h_new, h_new, c_new
+            c_new_all[t] = c_new
+        if mask is None:                                      # every step valid
+            y[t] = h = h_new
+            c = c_new
         else:                                                 # masked steps keep their state
+            if training:
+                h_prev[t], c_prev[t] = h, c
             m = mask[t]
             y[t] = m * h_new
             h = m * h_new + (1 - m) * h
             c = m * c_new + (1 - m) * c
     cache = None
     if training:
+        if mask is None:
+            h_prev, c_prev = states_before(y, h0, reverse), states_before(c_new_all, c0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, W_hr=W_hr, has_bias=b_ih is not None,
                      reverse=reverse, mask=mask, gates=gates, c_new=c_new_all,
                      h_prev=h_prev, c_prev=c_prev)
@@ -96,15 +150,17 @@ def lstm_backward(cache, dy, dh_n, dc_n):
     mask, gates, W_hh, W_hr = cache["mask"], cache["gates"], cache["W_hh"], cache["W_hr"]
     T, B, G = gates.shape
     H = G // 4
-    dpre = np.zeros_like(gates)
+    dpre = np.empty_like(gates)      # every step writes dpre[t]
     dW_hr = np.zeros_like(W_hr) if W_hr is not None else None
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in time_order(T, not cache["reverse"]):
-        m = mask[t]
+        m = None if mask is None else mask[t]
         i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
         tanh_c = np.tanh(cache["c_new"][t])
         # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = m * (dy[t] + dh)
+        dh_new = dy[t] + dh
+        if m is not None:
+            dh_new *= m
         if W_hr is not None:
             # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
             dW_hr += dh_new.T @ (o * tanh_c)
@@ -112,16 +168,22 @@ def lstm_backward(cache, dy, dh_n, dc_n):
         else:
             dr = dh_new
         # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
-        dc_new = m * dc + dr * o * (1 - tanh_c * tanh_c)
+        dc_new = dr * o * (1 - tanh_c * tanh_c)
+        dc_new += dc if m is None else m * dc
         do = dr * tanh_c
         di = dc_new * g
         df = dc_new * cache["c_prev"][t]
         dg = dc_new * i
-        dpre[t] = np.concatenate([di * i * (1 - i), df * f * (1 - f),
-                                  dg * (1 - g * g), do * o * (1 - o)], axis=1)
+        dpre[t, :, :H] = di * i * (1 - i)
+        dpre[t, :, H:2 * H] = df * f * (1 - f)
+        dpre[t, :, 2 * H:3 * H] = dg * (1 - g * g)
+        dpre[t, :, 3 * H:] = do * o * (1 - o)
         # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
-        dh = dpre[t] @ W_hh + (1 - m) * dh
-        dc = dc_new * f + (1 - m) * dc
+        dh_prev, dc_prev = dpre[t] @ W_hh, dc_new * f
+        if m is not None:
+            dh_prev += (1 - m) * dh
+            dc_prev += (1 - m) * dc
+        dh, dc = dh_prev, dc_prev
     # [B4] all steps at once.
     x = cache["x"]
     dx = (dpre.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)

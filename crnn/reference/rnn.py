@@ -12,7 +12,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import input_projection, time_order, valid_mask, weight_grads_over_time
+from ._sequence import (input_projection, states_before, time_order, transposed,
+                        valid_mask, weight_grads_over_time)
+
+
+def _relu(pre):
+    return np.maximum(pre, 0)
+
+
+def rnn_activation(nonlinearity):
+    """[F3] act as a function of the pre-activation: np.tanh, or relu."""
+    return np.tanh if nonlinearity == "tanh" else _relu
+
+
+def rnn_step(x_t, h, W_ih_T, W_hh_T, bias, *, nonlinearity="tanh"):
+    """One time step of the layer, every sequence valid, no cache: what a stream runs.
+
+    x_t (B, I), h (B, H) -> h_t (B, H), a new array. The weights come prepared
+    once for many steps (see step_weights): W_ih_T (I, H) and W_hh_T (H, H)
+    contiguous, bias = b_ih + b_hh (H,) or None.
+    """
+    pre = x_t @ W_ih_T                                        # [F1] for one step
+    pre += h @ W_hh_T                                         # [F2]
+    if bias is not None:
+        pre += bias
+    return rnn_activation(nonlinearity)(pre)                  # [F3]
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
@@ -35,26 +59,29 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
     mask = valid_mask(T, B, lengths, x.dtype)
     # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
     xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
-    y = np.zeros((T, B, W_hh.shape[0]), dtype=x.dtype)
-    h_prev = np.empty_like(y) if training else None          # h_{t-1} seen by step t
+    y = np.empty((T, B, W_hh.shape[0]), dtype=x.dtype)    # every step writes y[t]
+    # h_{t-1} seen by step t: kept per step only where masks freeze states
+    h_prev = np.empty_like(y) if training and mask is not None else None
     h = h0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product ~1.5x faster on a
-    # contiguous operand than on the transposed view; the copy pays off only
-    # over several steps (a stream calls with T=1).
-    W_hh_T = np.ascontiguousarray(W_hh.T) if T > 4 else W_hh.T
+    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
+    # on a contiguous operand than on the transposed view; the copy pays off
+    # only over several steps (a stream calls with T=1).
+    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
+    act = rnn_activation(nonlinearity)
     for t in time_order(T, reverse):
-        pre = xw[t] + h @ W_hh_T                             # [F2]
-        h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)  # [F3]
-        if training:
-            h_prev[t] = h
-        if lengths is None:                                   # every step valid
-            y[t], h = h_new, h_new
+        h_new = act(xw[t] + h @ W_hh_T)                      # [F2], [F3]
+        if mask is None:                                      # every step valid
+            y[t] = h = h_new
         else:                                                 # masked steps keep their state
+            if h_prev is not None:
+                h_prev[t] = h
             m = mask[t]
             y[t] = m * h_new
             h = m * h_new + (1 - m) * h
     cache = None
     if training:
+        if mask is None:
+            h_prev = states_before(y, h0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None,
                      nonlinearity=nonlinearity, reverse=reverse, mask=mask,
                      h_prev=h_prev, y=y)
@@ -74,19 +101,24 @@ def rnn_backward(cache, dy, dh_n):
     """
     mask, y, h_prev, W_hh = cache["mask"], cache["y"], cache["h_prev"], cache["W_hh"]
     T = y.shape[0]
-    dpre = np.zeros_like(y)
+    dpre = np.empty_like(y)           # every step writes dpre[t]
     dh = dh_n.copy()
     for t in time_order(T, not cache["reverse"]):
-        m = mask[t]
+        m = None if mask is None else mask[t]
         # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = m * (dy[t] + dh)
+        dh_new = dy[t] + dh
+        if m is not None:
+            dh_new *= m
         # [B1] in the forward pass: h_new = act(pre); y holds h_new where valid.
         if cache["nonlinearity"] == "tanh":
             dpre[t] = dh_new * (1 - y[t] * y[t])
         else:
             dpre[t] = dh_new * (y[t] > 0)
         # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
-        dh = dpre[t] @ W_hh + (1 - m) * dh
+        dh_prev = dpre[t] @ W_hh
+        if m is not None:
+            dh_prev += (1 - m) * dh
+        dh = dh_prev
     # [B3] all steps at once.
     x = cache["x"]
     dx = (dpre.reshape(T * x.shape[1], -1) @ cache["W_ih"]).reshape(x.shape)
