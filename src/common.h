@@ -133,8 +133,12 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
                                               ptrdiff_t N, ptrdiff_t K,
                                               crnn_trans trans_w, const double *W, double *space)
 {
-    (void)blas, (void)T, (void)B, (void)N, (void)K, (void)trans_w, (void)W, (void)space;
-    return NULL;  /* no float64 kernel: BLAS */
+    if (!rgemm_shape(T, B) || !crnn_rgemm_faster_f64(B, N, K))
+        return NULL;
+    if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
+        return NULL;
+    crnn_rgemm_pack_f64(N, K, trans_w, W, space);
+    return space;
 }
 
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the
@@ -154,9 +158,11 @@ static inline void rgemm_f64(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, pt
                              const double *A, ptrdiff_t lda, crnn_trans trans_w, const double *W,
                              const double *Wp, int accumulate, double *C, ptrdiff_t ldc)
 {
-    (void)Wp;
-    blas->dgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,
-                accumulate ? 1 : 0, C, ldc);
+    if (Wp != NULL)
+        crnn_rgemm_f64(M, N, K, A, lda, Wp, accumulate, C, ldc);
+    else
+        blas->dgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,
+                    accumulate ? 1 : 0, C, ldc);
 }
 
 /* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */

@@ -127,3 +127,23 @@ def test_inference_runs_in_chunks_longer_than_one():
 def test_c_backend_is_active_after_a_normal_install():
     assert crnn.backend() == "c"
     assert crnn._backend.extension().blas_info()["source"] in ("numpy", "vendored")
+
+
+# The packed recurrent product (src/rgemm.c) runs for T >= 4 and small
+# batches; these shapes reach what the random ones above do not: the
+# matrix-vector tiles (1-2 rows against 4 panels of 16 columns, N >= 64),
+# row blocks of 6 and 8 with tails, and batches past each dtype's crossover
+# (float64 64, float32 128), which go back to the BLAS.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell, B, H", [("lstm", 1, 21), ("lstm", 2, 21), ("gru", 1, 30), ("rnn_tanh", 1, 70),
+                                        ("lstm", 7, 21), ("gru", 13, 30), ("rnn_tanh", 64, 70),
+                                        ("lstm", 65, 9), ("rnn_tanh", 130, 5)])
+def test_packed_recurrent_product_shapes_match_reference(dtype, cell, B, H):
+    T = 5
+    p = dict(cell=cell, T=T, B=B, I=3, H=H, P=H, dtype=dtype, reverse=B % 2 == 1, bias=True,
+             with_state=True, seed=B + H, lengths=np.arange(B, dtype=np.int64) % (T + 1))
+    for training in (False, True):
+        ours, ref = run(_c_kernels, p, training=training), run(reference, p, training=training, exact=True)
+        for name in ref:
+            if ref[name] is not None:
+                close(ours[name], ref[name], TOL[dtype], f"{name} {p}")
