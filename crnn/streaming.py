@@ -8,6 +8,13 @@
 The stream holds the state between calls and runs every layer's step in C
 (GIL released) with buffers allocated once, so a step costs microseconds.
 Only one-direction layers stream: a reverse direction needs the future.
+
+Weights: a float32 stream on the C backend steps on copies of W_ih and W_hh
+laid out once for the packed kernel (src/rgemm.h), so a step makes no BLAS
+call. The copies are refreshed after layer.load_state_dict(); after writing
+into the layer's parameter arrays yourself (an optimizer step), call
+stream.reload_weights(). Float64 streams and the NumPy backend read the
+weights on every step.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ class Stream:
     """Step-by-step inference over a crnn.RNN, LSTM or GRU (not bidirectional).
 
     Args:
-        layer: the layer whose parameters the stream uses (read live: loading new
-            weights into the layer in place is seen by the next step).
+        layer: the layer whose parameters the stream uses (loading new weights with
+            layer.load_state_dict is seen by the next step; after changing its
+            parameter arrays in place otherwise, call reload_weights()).
         batch_size: B sequences stepped together; None for one unbatched sequence.
         state: initial state like the layer's (h, or (h, c)); zeros when None.
 
@@ -57,8 +65,15 @@ class Stream:
                 weights.append(tuple(w[key] for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")))
             self._core = ext.StreamCore(layer._cell_name, getattr(layer, "nonlinearity", "tanh") == "relu",
                                         self.batch_size, layer.input_size, layer.hidden_size,
-                                        layer.output_size, weights, self._h, self._c, self.unbatched)
+                                        layer.output_size, weights, self._h, self._c, self.unbatched,
+                                        layer._weights_version)
             self.step = self._core.step          # no Python frame between the caller and C
+
+    def reload_weights(self) -> None:
+        """Take up the layer's parameters again after they were changed in place
+        other than by load_state_dict (which the stream notices by itself)."""
+        if self._core is not None:
+            self._core.pack_weights()
 
     def reset(self, state=None) -> None:
         """Start over from `state` (like the layer's initial state), or zeros."""

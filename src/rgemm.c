@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "crnn.h"  /* the public crnn_pack_* */
 #include "rgemm.h"
 #include "vmath.h"
 
@@ -262,3 +263,20 @@ int crnn_rgemm_faster(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
 }
 
 #endif
+
+/* ---- the public packing of crnn.h (W_ih_packed, W_hh_packed) ---- */
+
+int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols)
+{
+    return crnn_rgemm_faster(batch, rows, cols);
+}
+
+size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols)
+{
+    return crnn_rgemm_packed_size(rows, cols);
+}
+
+void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
+{
+    crnn_rgemm_pack_f32(rows, cols, CRNN_TRANS, W, packed);
+}
