@@ -90,10 +90,11 @@ def _steps_vs_reference(layer, batch, steps, rng):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch", [None, 5, 130])
+@pytest.mark.parametrize("batch", [None, 2, 5, 130])
 def test_c_stream_equals_reference(cell, dtype, batch):
-    """Sizes that end in partial 16-wide panels; B = 130 is past the batch where
-    packing pays (the core then takes the BLAS path), float64 never packs."""
+    """Sizes that end in partial 16-wide panels; B = 1, 2 are the packed kernel's
+    matrix-vector tiles, B = 5 its general tile, B = 130 is past the batch where
+    packing pays (the core then takes the BLAS path); float64 never packs."""
     ext = _c_extension()
     layer = make_layer(cell, 20, 37, dtype=dtype, num_layers=2)
     rng = np.random.default_rng(1)
