@@ -6,7 +6,8 @@
     h, c = stream.state
 
 The stream holds the state between calls and runs every layer's step in C
-(GIL released) with buffers allocated once, so a step costs microseconds.
+with buffers allocated once, so a step costs microseconds (the GIL is
+released for large steps only: for a small one it costs more than it frees).
 Only one-direction layers stream: a reverse direction needs the future.
 
 Weights: a float32 stream on the C backend steps on copies of W_ih and W_hh

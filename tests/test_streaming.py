@@ -133,3 +133,15 @@ def test_stream_takes_up_new_weights(each_backend, dtype):
         value *= 0.5
     stream.reload_weights()
     check()
+
+
+def test_c_stream_large_step_equals_reference():
+    """A step big enough that the stream releases the GIL around it (_NOGIL_MACS)."""
+    ext = _c_extension()
+    layer = make_layer("lstm", 64, 128, dtype=np.float32)
+    assert 4 * 4 * 128 * (64 + 128) >= ext._NOGIL_MACS
+    rng = np.random.default_rng(3)
+    randomize_parameters(layer, rng)
+    with crnn.use_backend("c"):
+        _, outs, y, _ = _steps_vs_reference(layer, 4, 3, rng)
+    np.testing.assert_allclose(outs, y, rtol=2e-5, atol=2e-5)
