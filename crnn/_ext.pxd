@@ -107,6 +107,7 @@ cdef extern from "crnn.h" nogil:
         const float *W_hr
         const float *W_ih_packed
         const float *W_hh_packed
+        const float *W_hr_packed
 
     ctypedef struct crnn_weights_f64:
         const double *W_ih
@@ -116,6 +117,7 @@ cdef extern from "crnn.h" nogil:
         const double *W_hr
         const double *W_ih_packed
         const double *W_hh_packed
+        const double *W_hr_packed
 
     ctypedef struct crnn_grads_f32:
         float *dW_ih

@@ -208,7 +208,7 @@ ctypedef struct _ptrs5:          # the layout of crnn_grads_*
     void *p4
 
 
-ctypedef struct _ptrs7:          # the layout of crnn_weights_*: W_ih .. W_hr, W_ih_packed, W_hh_packed
+ctypedef struct _ptrs8:          # the layout of crnn_weights_*: W_ih .. W_hr, W_ih_packed .. W_hr_packed
     void *p0
     void *p1
     void *p2
@@ -216,6 +216,7 @@ ctypedef struct _ptrs7:          # the layout of crnn_weights_*: W_ih .. W_hr, W
     void *p4
     void *p5
     void *p6
+    void *p7
 
 
 class KernelError(RuntimeError):
@@ -268,14 +269,14 @@ cdef int _check(crnn_status st) except -1:
     return 0
 
 
-cdef int _weights(_ptrs7 *w, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
+cdef int _weights(_ptrs8 *w, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
                   W_ih, W_hh, b_ih, b_hh, W_hr) except -1:
     w.p0 = _req(W_ih, tn, GH * I, False, "W_ih")
     w.p1 = _req(W_hh, tn, GH * P, False, "W_hh")
     w.p2 = _ptr(b_ih, tn, GH, False, "b_ih")
     w.p3 = _ptr(b_hh, tn, GH, False, "b_hh")
     w.p4 = _ptr(W_hr, tn, P * H, False, "W_hr")
-    w.p5 = w.p6 = NULL           # no packed copies: the core packs what pays per call
+    w.p5 = w.p6 = w.p7 = NULL    # no packed copies: the core packs what pays per call
     return 0
 
 
@@ -348,7 +349,7 @@ def rnn_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint rel
     """crnn_rnn_forward_* (tape None) or crnn_rnn_forward_train_* into y, h_n, tape."""
     cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -386,7 +387,7 @@ def rnn_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
     """crnn_rnn_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     cdef _ptrs5 g
     _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     _grads(&g, tn, H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
@@ -420,7 +421,7 @@ def lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssiz
     """crnn_lstm_forward_* (tape None) or crnn_lstm_forward_train_* into y, h_n, c_n, tape."""
     cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -462,7 +463,7 @@ def lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssi
     """crnn_lstm_backward_*: dx, dh0, dc0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     cdef _ptrs5 g
     _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
     _grads(&g, tn, 4 * H, I, P, H, dW_ih, dW_hh, db_ih, db_hh, dW_hr)
@@ -498,7 +499,7 @@ def gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint rev
     """crnn_gru_forward_* (tape None) or crnn_gru_forward_train_* into y, h_n, tape."""
     cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -536,7 +537,7 @@ def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
     """crnn_gru_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs7 w
+    cdef _ptrs8 w
     cdef _ptrs5 g
     _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     _grads(&g, tn, 3 * H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
@@ -599,8 +600,8 @@ cdef class StreamCore:
     h_n == h0), and returns the last layer's output. Not for concurrent use:
     a stream is one sequence's state.
 
-    Float32, where the packed kernel pays (crnn_pack_pays_f32): W_ih and W_hh
-    of every layer are packed once into memory the core holds (the
+    Float32, where the packed kernel pays (crnn_pack_pays_f32): W_ih, W_hh
+    (and W_hr) of every layer are packed once into memory the core holds (the
     W_*_packed of crnn.h), so a step makes no BLAS call. They are packed
     again by pack_weights(), and before the next step whenever the layer's
     weights_version (a 1-element int64 array that load_state_dict bumps)
@@ -612,7 +613,7 @@ cdef class StreamCore:
     cdef crnn_rnn_desc rdesc0, rdesc
     cdef crnn_lstm_desc ldesc0, ldesc
     cdef crnn_gru_desc gdesc0, gdesc
-    cdef _ptrs7 *weights                 # (L,) weight pointers per layer
+    cdef _ptrs8 *weights                 # (L,) weight pointers per layer
     cdef void **h                        # (L,) -> (B, P) state, updated in place
     cdef void **c                        # (L,) -> (B, H) LSTM cell state
     cdef void **y                        # (L,) -> (B, P) layer outputs
@@ -655,7 +656,7 @@ cdef class StreamCore:
         self.gdesc0 = _gru_desc(1, B, I, H, False)
         self.gdesc = _gru_desc(1, B, P, H, False)
         G = (1, 4, 3)[self.kind]
-        self.weights = <_ptrs7 *>calloc(self.L, sizeof(_ptrs7))
+        self.weights = <_ptrs8 *>calloc(self.L, sizeof(_ptrs8))
         self.h = <void **>calloc(self.L, sizeof(void *))
         self.c = <void **>calloc(self.L, sizeof(void *))
         self.y = <void **>calloc(self.L, sizeof(void *))
@@ -685,7 +686,7 @@ cdef class StreamCore:
         self.pack_weights()
 
     cdef size_t _pack(self, float *dst) noexcept:
-        """Packs W_ih and W_hh of every layer where that pays, one after the other
+        """Packs W_ih, W_hh (and W_hr) of every layer where that pays, one after the other
         from dst, and points the weights at the copies; dst NULL only counts.
         Returns the elements used."""
         cdef Py_ssize_t GH = (1, 4, 3)[self.kind] * self.H
@@ -703,6 +704,11 @@ cdef class StreamCore:
                     crnn_pack_f32(GH, self.P, <const float *>self.weights[l].p1, dst + used)
                     self.weights[l].p6 = dst + used
                 used += crnn_packed_size_f32(GH, self.P)
+            if self.weights[l].p4 != NULL and crnn_pack_pays_f32(self.B, self.P, self.H):   # W_hr
+                if dst != NULL:
+                    crnn_pack_f32(self.P, self.H, <const float *>self.weights[l].p4, dst + used)
+                    self.weights[l].p7 = dst + used
+                used += crnn_packed_size_f32(self.P, self.H)
         return used
 
     cdef int _alloc_packed(self) except -1:

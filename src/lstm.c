@@ -175,7 +175,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
         return;
 
     /* [F4] hr = r @ W_hr.T   (B, H) x (H, P), then the same masking */
-    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, P, H, 1, r, H, w->W_hr, H, 0, hr, P);
+    FN(rgemm)(blas, B, P, H, r, H, CRNN_TRANS, w->W_hr, FN(given_packed)(w->W_hr_packed), 0, hr, P);
     for (ptrdiff_t b = 0; b < B; b++) {
         if (step_valid(lengths, b, t)) {
             memcpy(y_t + b * P, hr + b * P, (size_t)P * sizeof(real));

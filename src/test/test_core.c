@@ -203,10 +203,11 @@ static int status_is(const gcase *c, const char *dtype, const char *what,
     return 0;
 }
 
-/* w with W_ih (GH, I) and W_hh (GH, P) also packed by the caller (crnn.h),
- * so that forward runs [F1] and [F2] on the packed kernel where the CPU has
- * it. Float64 has no packed kernel: its weights stay as they are. */
-static crnn_weights_f32 packed_f32(crnn_weights_f32 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P)
+/* w with W_ih (GH, I), W_hh (GH, P) and W_hr (P, H) also packed by the
+ * caller (crnn.h), so that forward runs [F1], [F2], [F4] on the packed
+ * kernel where the CPU has it. Float64 has no packed kernel: its weights
+ * stay as they are. */
+static crnn_weights_f32 packed_f32(crnn_weights_f32 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P, ptrdiff_t H)
 {
     float *W_ih_packed = test_alloc(crnn_packed_size_f32(GH, I) * sizeof(float));
     float *W_hh_packed = test_alloc(crnn_packed_size_f32(GH, P) * sizeof(float));
@@ -214,12 +215,17 @@ static crnn_weights_f32 packed_f32(crnn_weights_f32 w, ptrdiff_t GH, ptrdiff_t I
     crnn_pack_f32(GH, P, w.W_hh, W_hh_packed);
     w.W_ih_packed = W_ih_packed;
     w.W_hh_packed = W_hh_packed;
+    if (w.W_hr != NULL) {  /* (P, H) */
+        float *W_hr_packed = test_alloc(crnn_packed_size_f32(P, H) * sizeof(float));
+        crnn_pack_f32(P, H, w.W_hr, W_hr_packed);
+        w.W_hr_packed = W_hr_packed;
+    }
     return w;
 }
 
-static crnn_weights_f64 packed_f64(crnn_weights_f64 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P)
+static crnn_weights_f64 packed_f64(crnn_weights_f64 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P, ptrdiff_t H)
 {
-    (void)GH, (void)I, (void)P;
+    (void)GH, (void)I, (void)P, (void)H;
     return w;
 }
 
@@ -334,7 +340,7 @@ static int FN(check_rnn)(const crnn_blas *blas, const gcase *c)
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_rnn_forward)(blas, &d, &w, len, x, state, y, state, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", state, 1, 0);
 
-    const FN(crnn_weights) wp = FN(packed)(w, c->H, c->I, c->H);
+    const FN(crnn_weights) wp = FN(packed)(w, c->H, c->I, c->H, c->H);
     ok &= status_is(c, DTYPE, "forward packed", FN(crnn_rnn_forward)(blas, &d, &wp, len, x, h0, y, h_n, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0);
 
@@ -392,7 +398,7 @@ static int FN(check_lstm)(const crnn_blas *blas, const gcase *c)
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_lstm_forward)(blas, &d, &w, len, x, hs, cs, y, hs, cs, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", hs, 1, 0) & FN(expect)(c, "forward in place", "c_n", cs, 1, 0);
 
-    const FN(crnn_weights) wp = FN(packed)(w, 4 * c->H, c->I, (ptrdiff_t)P);
+    const FN(crnn_weights) wp = FN(packed)(w, 4 * c->H, c->I, (ptrdiff_t)P, c->H);
     ok &= status_is(c, DTYPE, "forward packed", FN(crnn_lstm_forward)(blas, &d, &wp, len, x, h0, c0, y, h_n, c_n, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0)
         & FN(expect)(c, "forward packed", "c_n", c_n, 1, 0);
@@ -449,7 +455,7 @@ static int FN(check_gru)(const crnn_blas *blas, const gcase *c)
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_gru_forward)(blas, &d, &w, len, x, state, y, state, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", state, 1, 0);
 
-    const FN(crnn_weights) wp = FN(packed)(w, 3 * c->H, c->I, c->H);
+    const FN(crnn_weights) wp = FN(packed)(w, 3 * c->H, c->I, c->H, c->H);
     ok &= status_is(c, DTYPE, "forward packed", FN(crnn_gru_forward)(blas, &d, &wp, len, x, h0, y, h_n, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0);
 
