@@ -105,6 +105,9 @@ cdef extern from "crnn.h" nogil:
         const float *b_ih
         const float *b_hh
         const float *W_hr
+        const float *W_ih_packed
+        const float *W_hh_packed
+        const float *W_hr_packed
 
     ctypedef struct crnn_weights_f64:
         const double *W_ih
@@ -112,6 +115,9 @@ cdef extern from "crnn.h" nogil:
         const double *b_ih
         const double *b_hh
         const double *W_hr
+        const double *W_ih_packed
+        const double *W_hh_packed
+        const double *W_hr_packed
 
     ctypedef struct crnn_grads_f32:
         float *dW_ih
@@ -126,6 +132,10 @@ cdef extern from "crnn.h" nogil:
         double *db_ih
         double *db_hh
         double *dW_hr
+
+    int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols)
+    size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols)
+    void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
 
     size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass p)
     size_t crnn_rnn_tape_size(const crnn_rnn_desc *d)

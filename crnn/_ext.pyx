@@ -200,12 +200,23 @@ from libc.string cimport memset
 
 cnp.import_array()
 
-ctypedef struct _ptrs5:          # the layout of crnn_weights_* and crnn_grads_*
+ctypedef struct _ptrs5:          # the layout of crnn_grads_*
     void *p0
     void *p1
     void *p2
     void *p3
     void *p4
+
+
+ctypedef struct _ptrs8:          # the layout of crnn_weights_*: W_ih .. W_hr, W_ih_packed .. W_hr_packed
+    void *p0
+    void *p1
+    void *p2
+    void *p3
+    void *p4
+    void *p5
+    void *p6
+    void *p7
 
 
 class KernelError(RuntimeError):
@@ -258,13 +269,14 @@ cdef int _check(crnn_status st) except -1:
     return 0
 
 
-cdef int _weights(_ptrs5 *w, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
+cdef int _weights(_ptrs8 *w, int tn, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t P, Py_ssize_t H,
                   W_ih, W_hh, b_ih, b_hh, W_hr) except -1:
     w.p0 = _req(W_ih, tn, GH * I, False, "W_ih")
     w.p1 = _req(W_hh, tn, GH * P, False, "W_hh")
     w.p2 = _ptr(b_ih, tn, GH, False, "b_ih")
     w.p3 = _ptr(b_hh, tn, GH, False, "b_hh")
     w.p4 = _ptr(W_hr, tn, P * H, False, "W_hr")
+    w.p5 = w.p6 = w.p7 = NULL    # no packed copies: the core packs what pays per call
     return 0
 
 
@@ -337,7 +349,7 @@ def rnn_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint rel
     """crnn_rnn_forward_* (tape None) or crnn_rnn_forward_train_* into y, h_n, tape."""
     cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w
+    cdef _ptrs8 w
     _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -375,7 +387,8 @@ def rnn_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
     """crnn_rnn_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w, g
+    cdef _ptrs8 w
+    cdef _ptrs5 g
     _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     _grads(&g, tn, H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
@@ -408,7 +421,7 @@ def lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssiz
     """crnn_lstm_forward_* (tape None) or crnn_lstm_forward_train_* into y, h_n, c_n, tape."""
     cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w
+    cdef _ptrs8 w
     _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -450,7 +463,8 @@ def lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssi
     """crnn_lstm_backward_*: dx, dh0, dc0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w, g
+    cdef _ptrs8 w
+    cdef _ptrs5 g
     _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
     _grads(&g, tn, 4 * H, I, P, H, dW_ih, dW_hh, db_ih, db_hh, dW_hr)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
@@ -485,7 +499,7 @@ def gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint rev
     """crnn_gru_forward_* (tape None) or crnn_gru_forward_train_* into y, h_n, tape."""
     cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w
+    cdef _ptrs8 w
     _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
     cdef void *px = _req(x, tn, T * B * I, False, "x")
@@ -523,7 +537,8 @@ def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
     """crnn_gru_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
     cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
     cdef int tn = _typenum(x)
-    cdef _ptrs5 w, g
+    cdef _ptrs8 w
+    cdef _ptrs5 g
     _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
     _grads(&g, tn, 3 * H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
     cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
@@ -554,19 +569,43 @@ def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+
 cdef enum _Kind:
     _RNN = 0
     _LSTM = 1
     _GRU = 2
 
 
+def pack_pays(Py_ssize_t batch, Py_ssize_t rows, Py_ssize_t cols):
+    """crnn_pack_pays_f32: whether this CPU has the packed kernel and it beats the
+    BLAS for products of `batch` rows by a (rows, cols) float32 weight."""
+    return bool(crnn_pack_pays_f32(batch, rows, cols))
+
+
+# A step of fewer multiply-adds (a few microseconds) keeps the GIL. Releasing
+# and taking it back cost 50-70 ns a step (RNN I=32, H=64: 0.37 -> 0.32 us),
+# and bought nothing at that size: two threads stepping their own streams made
+# no more steps per second with it released.
+_NOGIL_MACS = 1 << 18
+
+
 cdef class StreamCore:
     """Steps a stack of one-direction layers one time step per call; holds the state.
 
     Built by crnn.streaming.Stream, which validates the layer. step() runs
-    every layer's T=1 forward in C with the GIL released, updating the
-    state in place (the core allows h_n == h0), and returns the last layer's
-    output. Not for concurrent use: a stream is one sequence's state.
+    every layer's T=1 forward in C (the GIL released for steps of at least
+    _NOGIL_MACS multiply-adds), updating the state in place (the core allows
+    h_n == h0), and returns the last layer's output. Not for concurrent use:
+    a stream is one sequence's state.
+
+    Float32, where the packed kernel pays (crnn_pack_pays_f32): W_ih, W_hh
+    (and W_hr) of every layer are packed once into memory the core holds (the
+    W_*_packed of crnn.h), so a step makes no BLAS call. They are packed
+    again by pack_weights(), and before the next step whenever the layer's
+    weights_version (a 1-element int64 array that load_state_dict bumps)
+    has changed. Float64 steps through the BLAS and reads the weights live.
     """
 
     cdef int kind, tn, relu, unbatched
@@ -574,29 +613,37 @@ cdef class StreamCore:
     cdef crnn_rnn_desc rdesc0, rdesc
     cdef crnn_lstm_desc ldesc0, ldesc
     cdef crnn_gru_desc gdesc0, gdesc
-    cdef _ptrs5 *weights                 # (L,) weight pointers per layer
+    cdef _ptrs8 *weights                 # (L,) weight pointers per layer
     cdef void **h                        # (L,) -> (B, P) state, updated in place
     cdef void **c                        # (L,) -> (B, H) LSTM cell state
     cdef void **y                        # (L,) -> (B, P) layer outputs
     cdef void *workspace
     cdef size_t workspace_size
+    cdef float *packed_weights           # the packed copies, layer after layer, or NULL
+    cdef const int64_t *version          # the layer's weights_version[0], or NULL
+    cdef int64_t packed_version          # its value when the copies were packed
+    cdef bint release_gil                # for steps of at least _NOGIL_MACS
     cdef readonly object arrays          # keeps every buffer and weight alive
     cdef readonly object h_state, c_state
 
     def __cinit__(self):
         self.weights = NULL
         self.h = self.c = self.y = NULL
+        self.packed_weights = NULL
+        self.version = NULL
 
     def __dealloc__(self):
         free(self.weights)
         free(self.h)
         free(self.c)
         free(self.y)
+        free(self.packed_weights)
 
     def __init__(self, str kind, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
-                 list layer_weights, h_state, c_state, bint unbatched):
+                 list layer_weights, h_state, c_state, bint unbatched, weights_version=None):
         """layer_weights: per layer (W_ih, W_hh, b_ih, b_hh, W_hr) C-contiguous arrays (or None);
-        h_state (L, B, P), c_state (L, B, H) (None unless LSTM): C-contiguous, owned by the stream."""
+        h_state (L, B, P), c_state (L, B, H) (None unless LSTM): C-contiguous, owned by the stream;
+        weights_version: the layer's (1,) int64 counter of weight loads, or None."""
         self.kind = {"rnn": _RNN, "lstm": _LSTM, "gru": _GRU}[kind]
         self.relu, self.unbatched = relu, unbatched
         self.L, self.B, self.n_in, self.H, self.P = len(layer_weights), B, I, H, P
@@ -609,7 +656,7 @@ cdef class StreamCore:
         self.gdesc0 = _gru_desc(1, B, I, H, False)
         self.gdesc = _gru_desc(1, B, P, H, False)
         G = (1, 4, 3)[self.kind]
-        self.weights = <_ptrs5 *>calloc(self.L, sizeof(_ptrs5))
+        self.weights = <_ptrs8 *>calloc(self.L, sizeof(_ptrs8))
         self.h = <void **>calloc(self.L, sizeof(void *))
         self.c = <void **>calloc(self.L, sizeof(void *))
         self.y = <void **>calloc(self.L, sizeof(void *))
@@ -619,7 +666,7 @@ cdef class StreamCore:
         outputs = [np.zeros((B, P), dtype=dtype) for _ in range(self.L)]
         sizes = [self._workspace_elements(l) for l in range(self.L)]
         workspace = np.empty(max(sizes), dtype=dtype)
-        self.arrays = (layer_weights, h_state, c_state, outputs, workspace)
+        self.arrays = (layer_weights, h_state, c_state, outputs, workspace, weights_version)
         self.h_state, self.c_state = h_state, c_state
         for l in range(self.L):
             W_ih, W_hh, b_ih, b_hh, W_hr = layer_weights[l]
@@ -630,6 +677,61 @@ cdef class StreamCore:
             self.y[l] = _req(outputs[l], self.tn, B * P, True, "y")
         self.workspace = _req(workspace, self.tn, 0, True, "workspace")
         self.workspace_size = <size_t>workspace.size
+        macs = sum(B * G * H * ((I if l == 0 else P) + P) for l in range(self.L))
+        self.release_gil = macs >= _NOGIL_MACS
+        if self.tn == cnp.NPY_FLOAT32:
+            self._alloc_packed()
+        if self.packed_weights != NULL and weights_version is not None:
+            self.version = <const int64_t *>_req(weights_version, cnp.NPY_INT64, 1, False, "weights_version")
+        self.pack_weights()
+
+    cdef size_t _pack(self, float *dst) noexcept:
+        """Packs W_ih, W_hh (and W_hr) of every layer where that pays, one after the other
+        from dst, and points the weights at the copies; dst NULL only counts.
+        Returns the elements used."""
+        cdef Py_ssize_t GH = (1, 4, 3)[self.kind] * self.H
+        cdef size_t used = 0
+        cdef Py_ssize_t l, K
+        for l in range(self.L):
+            K = self.n_in if l == 0 else self.P
+            if crnn_pack_pays_f32(self.B, GH, K):
+                if dst != NULL:
+                    crnn_pack_f32(GH, K, <const float *>self.weights[l].p0, dst + used)
+                    self.weights[l].p5 = dst + used
+                used += crnn_packed_size_f32(GH, K)
+            if crnn_pack_pays_f32(self.B, GH, self.P):
+                if dst != NULL:
+                    crnn_pack_f32(GH, self.P, <const float *>self.weights[l].p1, dst + used)
+                    self.weights[l].p6 = dst + used
+                used += crnn_packed_size_f32(GH, self.P)
+            if self.weights[l].p4 != NULL and crnn_pack_pays_f32(self.B, self.P, self.H):   # W_hr
+                if dst != NULL:
+                    crnn_pack_f32(self.P, self.H, <const float *>self.weights[l].p4, dst + used)
+                    self.weights[l].p7 = dst + used
+                used += crnn_packed_size_f32(self.P, self.H)
+        return used
+
+    cdef int _alloc_packed(self) except -1:
+        cdef size_t total = self._pack(NULL)
+        # cache-line aligned: every packed copy is whole panel rows of 16 floats,
+        # so each then starts a line and no load of the kernel splits two
+        if total > 0 and posix_memalign(<void **>&self.packed_weights, 64, total * sizeof(float)) != 0:
+            self.packed_weights = NULL
+            raise MemoryError()
+        return 0
+
+    @property
+    def packed(self):
+        """True when steps run on packed copies of the weights (no BLAS call)."""
+        return self.packed_weights != NULL
+
+    def pack_weights(self):
+        """Pack W_ih and W_hh of every layer again (after their arrays changed in place)."""
+        if self.packed_weights == NULL:
+            return
+        self._pack(self.packed_weights)
+        if self.version != NULL:
+            self.packed_version = self.version[0]
 
     cdef size_t _workspace_elements(self, Py_ssize_t l):
         if self.kind == _RNN:
@@ -672,6 +774,15 @@ cdef class StreamCore:
                                     <double *>self.h[l], <double *>self.y[l], <double *>self.h[l],
                                     ws64, self.workspace_size)
 
+    cdef crnn_status _layers_step(self, const void *x) noexcept nogil:
+        cdef crnn_status st = CRNN_OK
+        cdef Py_ssize_t l
+        for l in range(self.L):
+            st = self._layer_step(l, x if l == 0 else self.y[l - 1])
+            if st != CRNN_OK:
+                break
+        return st
+
     def _step_shape(self):
         if self.unbatched:
             return (self.n_in,)
@@ -682,7 +793,7 @@ cdef class StreamCore:
 
         Raises TypeError for a wrong dtype or a non-array, ValueError for a wrong shape.
         """
-        if not isinstance(x, np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>x) != self.tn:
+        if not isinstance(x, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>x) != self.tn:
             raise TypeError(f"x must be an ndarray of {'float32' if self.tn == cnp.NPY_FLOAT32 else 'float64'}"
                             f" (the stream's dtype), got {getattr(x, 'dtype', type(x).__name__)}")
         cdef cnp.ndarray arr = <cnp.ndarray>x
@@ -694,13 +805,14 @@ cdef class StreamCore:
         if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
             arr = np.ascontiguousarray(arr)
         cdef const void *px = cnp.PyArray_DATA(arr)
-        cdef crnn_status st = CRNN_OK
-        cdef Py_ssize_t l
-        with nogil:
-            for l in range(self.L):
-                st = self._layer_step(l, px if l == 0 else self.y[l - 1])
-                if st != CRNN_OK:
-                    break
+        if self.version != NULL and self.version[0] != self.packed_version:
+            self.pack_weights()          # the layer loaded new weights in place
+        cdef crnn_status st
+        if self.release_gil:
+            with nogil:
+                st = self._layers_step(px)
+        else:
+            st = self._layers_step(px)
         _check(st)
         cdef cnp.npy_intp dims[2]
         if self.unbatched:

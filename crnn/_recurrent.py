@@ -78,6 +78,9 @@ class RecurrentBase:
         init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
         self._dropout_rng = np.random.default_rng(dropout_seed)
         self._params = self._initial_parameters(np.random.default_rng(init_seed))
+        # Counts load_state_dict calls: a stream that keeps packed copies of the
+        # weights re-packs them when it changes (crnn/streaming.py).
+        self._weights_version = np.zeros(1, np.int64)
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -155,6 +158,7 @@ class RecurrentBase:
             loaded[name] = arr.astype(self.dtype, copy=True)
         for name, arr in loaded.items():
             self._params[name][...] = arr
+        self._weights_version += 1
 
     def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
         """Kernel-named weights (W_ih, W_hh, b_ih, b_hh, W_hr) of one layer and direction."""

@@ -6,8 +6,18 @@
     h, c = stream.state
 
 The stream holds the state between calls and runs every layer's step in C
-(GIL released) with buffers allocated once, so a step costs microseconds.
+with buffers allocated once, so a step costs microseconds (the GIL is
+released for large steps only: for a small one it costs more than it frees).
 Only one-direction layers stream: a reverse direction needs the future.
+
+Weights: a float32 stream on the C backend steps on copies of W_ih and W_hh
+laid out once for the packed kernel (src/rgemm.h), so a step makes no BLAS
+call; on the NumPy backend, the reference's one-step functions run on
+transposed copies with the biases summed (crnn.reference.step_weights).
+The copies are refreshed after layer.load_state_dict(); after writing into
+the layer's parameter arrays yourself (an optimizer step), call
+stream.reload_weights(). Float64 streams on the C backend read the weights
+on every step.
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ class Stream:
     """Step-by-step inference over a crnn.RNN, LSTM or GRU (not bidirectional).
 
     Args:
-        layer: the layer whose parameters the stream uses, as they are when the stream
-            is made (see refresh()).
+        layer: the layer whose parameters the stream uses (loading new weights with
+            layer.load_state_dict is seen by the next step; after changing its
+            parameter arrays in place otherwise, call reload_weights()).
         batch_size: B sequences stepped together; None for one unbatched sequence.
         state: initial state like the layer's (h, or (h, c)); zeros when None.
 
@@ -48,36 +59,41 @@ class Stream:
         self._c = (np.zeros((layer.num_layers, self.batch_size, layer.hidden_size), dtype=layer.dtype)
                    if self._is_lstm else None)
         self.reset(state)
+        self._dtype = layer.dtype
         self._x_shape = ((layer.input_size,) if self.unbatched
                          else (self.batch_size, layer.input_size))
         self._is_gru = layer._cell_name == "gru"
         self._nonlinearity = getattr(layer, "nonlinearity", "tanh")
-        self._dtype = layer.dtype
-        self._on_c = _backend.backend() == "c"
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Take the layer's current parameters (the state is kept).
-
-        A stream prepares its weights once, when it is made (laid out for its
-        backend's one-step kernel): parameters changed afterwards, by
-        load_state_dict, an optimizer step or in place, are seen after refresh().
-        """
-        layer = self.layer
-        weights = [layer._weights(k, 0) for k in range(layer.num_layers)]
-        if self._on_c:
+        self._core = None
+        if _backend.backend() == "c":
             ext = _backend.extension()
-            self._core = ext.StreamCore(
-                layer._cell_name, self._nonlinearity == "relu", self.batch_size, layer.input_size,
-                layer.hidden_size, layer.output_size,
-                [tuple(None if w[key] is None else w[key].copy()     # the stream's own copies
-                       for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")) for w in weights],
-                self._h, self._c, self.unbatched)
+            weights = []
+            for k in range(layer.num_layers):
+                w = layer._weights(k, 0)
+                weights.append(tuple(w[key] for key in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr")))
+            self._core = ext.StreamCore(layer._cell_name, getattr(layer, "nonlinearity", "tanh") == "relu",
+                                        self.batch_size, layer.input_size, layer.hidden_size,
+                                        layer.output_size, weights, self._h, self._c, self.unbatched,
+                                        layer._weights_version)
             self.step = self._core.step          # no Python frame between the caller and C
         else:
-            names = ("W_ih", "W_hh", "b_ih", "b_hh") + (("W_hr",) if self._is_lstm else ())
-            self._numpy_weights = [reference.step_weights(layer._cell_name, *(w[key] for key in names))
-                                   for w in weights]
+            self._prepare_numpy_weights()
+
+    def reload_weights(self) -> None:
+        """Take up the layer's parameters again after they were changed in place
+        other than by load_state_dict (which the stream notices by itself)."""
+        if self._core is not None:
+            self._core.pack_weights()
+        else:
+            self._prepare_numpy_weights()
+
+    def _prepare_numpy_weights(self) -> None:
+        layer = self.layer
+        names = ("W_ih", "W_hh", "b_ih", "b_hh") + (("W_hr",) if self._is_lstm else ())
+        self._numpy_weights = [reference.step_weights(layer._cell_name, *(layer._weights(k, 0)[key]
+                                                                          for key in names))
+                               for k in range(layer.num_layers)]
+        self._numpy_version = int(layer._weights_version[0])
 
     def reset(self, state=None) -> None:
         """Start over from `state` (like the layer's initial state), or zeros."""
@@ -111,6 +127,8 @@ class Stream:
             x = float_array("x", x, self._dtype)
         if x.shape != self._x_shape:
             shape_is("x", x, self._x_shape, "for one step")
+        if self.layer._weights_version[0] != self._numpy_version:  # load_state_dict since
+            self._prepare_numpy_weights()
         inp = x[None] if self.unbatched else x
         for k, w in enumerate(self._numpy_weights):
             if self._is_lstm:

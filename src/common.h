@@ -141,6 +141,19 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
     return space;
 }
 
+/* A caller's packed copy (W_ih_packed, W_hh_packed of crnn.h) where this CPU
+ * runs the packed kernel, else NULL: the product then goes to the BLAS. */
+static inline const float *given_packed_f32(const float *packed)
+{
+    return packed != NULL && crnn_vmath_simd() ? packed : NULL;
+}
+
+static inline const double *given_packed_f64(const double *packed)
+{
+    (void)packed;
+    return NULL;  /* no float64 kernel: BLAS */
+}
+
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the
  * packed copy or NULL. */
 static inline void rgemm_f32(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,

@@ -155,12 +155,27 @@ typedef struct crnn_gru_desc {
 /* Parameters and their gradients, one struct for every cell family.         */
 /* Shapes use the family's G; PyTorch's weight_ih_l0 etc. fit unchanged.      */
 
+/* W_ih_packed, W_hh_packed, W_hr_packed: optional copies of W_ih, W_hh and
+ * W_hr laid out once by crnn_pack_f32 (below), for a caller that makes many
+ * short calls on the same weights (a stream: T = 1 per call, where packing
+ * W_hh per call does not pay and the BLAS call overhead dominates). Given,
+ * forward and forward_train run [F1], [F2], [F4] on them with no BLAS call,
+ * whatever the shape: give them where crnn_pack_pays_f32 says so for the rows
+ * of the product (B for [F2] and [F4], chunk_steps * B for [F1]). NULL (the
+ * default of a zero-initialised struct): the core decides per call, as it
+ * always has. They must be the packing of the current weights: pack again
+ * after changing those. Memory aligned to 64 bytes is faster (no load then
+ * spans two cache lines). Backward does not read them. On a CPU without the
+ * packed kernel, and in float64 (no packed kernel), they are ignored. */
 typedef struct crnn_weights_f32 {
     const float *W_ih;   /* (G*H, I) */
     const float *W_hh;   /* (G*H, P) */
     const float *b_ih;   /* (G*H,) or NULL: no input bias */
     const float *b_hh;   /* (G*H,) or NULL: no recurrent bias */
     const float *W_hr;   /* (P, H): LSTM with proj_size > 0; NULL otherwise */
+    const float *W_ih_packed;  /* crnn_pack_f32(G*H, I, W_ih), or NULL */
+    const float *W_hh_packed;  /* crnn_pack_f32(G*H, P, W_hh), or NULL */
+    const float *W_hr_packed;  /* crnn_pack_f32(P, H, W_hr) when W_hr is given, or NULL */
 } crnn_weights_f32;
 
 typedef struct crnn_weights_f64 {
@@ -169,7 +184,19 @@ typedef struct crnn_weights_f64 {
     const double *b_ih;  /* (G*H,) or NULL */
     const double *b_hh;  /* (G*H,) or NULL */
     const double *W_hr;  /* (P, H) or NULL, as in crnn_weights_f32 */
+    const double *W_ih_packed;  /* ignored (no float64 kernel): NULL */
+    const double *W_hh_packed;  /* ignored: NULL */
+    const double *W_hr_packed;  /* ignored: NULL */
 } crnn_weights_f64;
+
+/* Packing for W_ih_packed / W_hh_packed (float32).
+ * crnn_pack_pays_f32: 1 when this CPU has the packed kernel and it beats the
+ * BLAS for products of `batch` rows by a (rows, cols) weight; 0: leave the
+ * pointers NULL. crnn_packed_size_f32: elements of the packed copy.
+ * crnn_pack_f32: packed = the packed copy of W (rows, cols), row-major. */
+int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols);
+size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols);
+void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed);
 
 /* Accumulated (+=) by backward. NULL members are skipped. */
 typedef struct crnn_grads_f32 {

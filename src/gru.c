@@ -181,9 +181,11 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         Tc = chunk_steps(T, B, GH, d->chunk_steps);
         copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
     }
-    /* the packed W_hh (rgemm.h), when used, ends the workspace */
-    const real *W_hh_packed = NULL;
-    if (rgemm_shape(T, B)) {
+    /* the packed W_hh and W_ih: the caller's (crnn.h), else, when used, W_hh
+     * packed here into the end of the workspace (rgemm.h) */
+    const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
+    const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
+    if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
@@ -194,8 +196,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
         /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
-                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+        FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         for (ptrdiff_t k = 0; k < n; k++) {
             const ptrdiff_t t = t0 + step_time(k, n, rev);

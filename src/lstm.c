@@ -175,7 +175,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
         return;
 
     /* [F4] hr = r @ W_hr.T   (B, H) x (H, P), then the same masking */
-    FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, B, P, H, 1, r, H, w->W_hr, H, 0, hr, P);
+    FN(rgemm)(blas, B, P, H, r, H, CRNN_TRANS, w->W_hr, FN(given_packed)(w->W_hr_packed), 0, hr, P);
     for (ptrdiff_t b = 0; b < B; b++) {
         if (step_valid(lengths, b, t)) {
             memcpy(y_t + b * P, hr + b * P, (size_t)P * sizeof(real));
@@ -228,9 +228,11 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         copy_or_zero(h_n, h0, (size_t)(B * P) * sizeof(real));
         copy_or_zero(c_n, c0, (size_t)(B * H) * sizeof(real));
     }
-    /* the packed W_hh (rgemm.h), when used, ends the workspace */
-    const real *W_hh_packed = NULL;
-    if (rgemm_shape(T, B)) {
+    /* the packed W_hh and W_ih: the caller's (crnn.h), else, when used, W_hh
+     * packed here into the end of the workspace (rgemm.h) */
+    const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
+    const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
+    if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
@@ -242,8 +244,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
         /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
-                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+        FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         for (ptrdiff_t k = 0; k < n; k++) {
             const ptrdiff_t t = t0 + step_time(k, n, rev);

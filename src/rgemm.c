@@ -9,8 +9,10 @@
  * An AVX-512 variant over the same packing (a panel is one zmm) is chosen at
  * run time where the CPU has it; see rgemm_avx512().
  */
+#include <stdint.h>
 #include <string.h>
 
+#include "crnn.h"  /* the public crnn_pack_* */
 #include "rgemm.h"
 #include "vmath.h"
 
@@ -140,8 +142,9 @@ static AVX2_FMA void rgemm_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
  *
  * Twice the lanes and 32 registers: tiles of up to MR = 8 rows x NP = 3
  * panels (24 accumulators); per k, 3 loads of W and MR broadcasts of A feed
- * MR*3 FMAs. Partial panels use a lane mask for C. For M > 2 only (see
- * crnn_rgemm_f32). */
+ * MR*3 FMAs. M <= 2 (matrix-vector) takes NP = 4: 4-8 independent FMA
+ * chains. Partial panels use a lane mask for C. For M <= 2 only on a W
+ * aligned to a cache line (see crnn_rgemm_f32). */
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 static inline __attribute__((always_inline)) AVX512 __mmask16 panel_mask(ptrdiff_t valid)
@@ -153,7 +156,7 @@ static inline __attribute__((always_inline)) AVX512 void
 tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
         const float *Wp, float *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate)
 {
-    __m512 acc[8][3];
+    __m512 acc[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
@@ -165,7 +168,7 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
         }
     const ptrdiff_t pstride = RGEMM_NR * K;
     for (ptrdiff_t k = 0; k < K; k++) {
-        __m512 w[3];
+        __m512 w[4];
 #pragma GCC unroll 8
         for (int p = 0; p < NP; p++)
             w[p] = _mm512_loadu_ps(Wp + p * pstride + k * RGEMM_NR);
@@ -212,9 +215,10 @@ static AVX512 void rgemm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
     ptrdiff_t np;
     for (ptrdiff_t p = 0; p < npanels; p += np) {
         const ptrdiff_t left = npanels - p;
-        np = left >= 3 ? 3 : left;
+        np = M <= 2 && left >= 4 ? 4 : left >= 3 ? 3 : left;
         const ptrdiff_t ncols = (N - p * RGEMM_NR) < np * RGEMM_NR ? N - p * RGEMM_NR : np * RGEMM_NR;
         switch (np) {
+        case 4: ROWS(4); break;
         case 3: ROWS(3); break;
         case 2: ROWS(2); break;
         default: ROWS(1); break;
@@ -318,9 +322,12 @@ void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdi
                     const float *Wp, int accumulate, float *C, ptrdiff_t ldc)
 {
     /* One or two rows are a matrix-vector product bound by reading W from
-     * L2: zmm gains nothing there and measured 10% slower inside the LSTM
-     * step loop (B=1, H=128), so those stay on the AVX2 tile. */
-    if (M > 2 && have_avx512())
+     * L2. Where W starts a cache line (every zmm load then reads one line)
+     * the zmm kernel is 1.25-1.8x faster than the AVX2 tile (M = 1, N x K =
+     * 256 x 64 .. 512 x 128); where it does not, every zmm load spans two
+     * lines and it measured up to 4x slower, so those stay on the AVX2 tile
+     * (a W packed into a caller's workspace has no alignment to count on). */
+    if (have_avx512() && (M > 2 || (uintptr_t)Wp % 64 == 0))
         rgemm_avx512(M, N, K, A, lda, Wp, accumulate, C, ldc);
     else if (crnn_vmath_simd())
         rgemm_avx2(M, N, K, A, lda, Wp, accumulate, C, ldc);
@@ -382,3 +389,20 @@ int crnn_rgemm_faster(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
 }
 
 #endif
+
+/* ---- the public packing of crnn.h (W_ih_packed, W_hh_packed) ---- */
+
+int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols)
+{
+    return crnn_rgemm_faster(batch, rows, cols);
+}
+
+size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols)
+{
+    return crnn_rgemm_packed_size(rows, cols);
+}
+
+void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
+{
+    crnn_rgemm_pack_f32(rows, cols, CRNN_TRANS, W, packed);
+}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import crnn
-from _layers import CELLS, make_layer, randomize_parameters
+from _layers import CELLS, make_layer, random_inputs, randomize_parameters, state_arrays
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -40,27 +40,24 @@ def test_stream_equals_layer(each_backend, cell, dtype, batch):
     np.testing.assert_allclose(first, y0[0, 0] if batch is None else y0[0], rtol=tol, atol=tol)
 
 
-def test_stream_takes_the_weights_when_made_and_on_refresh(each_backend):
+def test_stream_sees_weights_loaded_in_place(each_backend):
     layer = crnn.GRU(3, 4, seed=0)
     stream = layer.stream()
     x = np.ones(3, np.float32)
     before = stream.step(x)
     layer.load_state_dict({k: v * 0 for k, v in layer.state_dict().items()})
     stream.reset()
-    assert np.array_equal(stream.step(x), before)          # the stream's own copy
-    stream.reset()
-    stream.refresh()
     assert np.array_equal(stream.step(x), np.zeros(4, np.float32))
     assert not np.array_equal(before, np.zeros(4, np.float32))
 
 
-def test_refresh_keeps_the_state(each_backend):
+def test_reload_weights_keeps_the_state(each_backend):
     layer = crnn.LSTM(3, 5, num_layers=2, seed=1)
     x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
     stream = layer.stream()
     for t in range(3):
         stream.step(x[t])
-    stream.refresh()
+    stream.reload_weights()
     tail = [stream.step(x[t]) for t in range(3, 6)]
     y, _ = layer(x[:, None])
     tol = 2e-5
@@ -81,3 +78,83 @@ def test_stream_bad_input(each_backend):
     x_copy = x.copy()
     stream.step(x)
     assert np.array_equal(x, x_copy)
+
+
+def _c_extension():
+    if "c" not in crnn._backend.available_backends():
+        pytest.skip("the C extension is not built")
+    from crnn import _ext
+    return _ext
+
+
+def _steps_vs_reference(layer, batch, steps, rng):
+    """Step a stream (on the current backend) and run the NumPy reference on the
+    whole sequence from the same random state; returns (stream, outs, y, state_n)."""
+    B = 1 if batch is None else batch
+    x, state = random_inputs(layer, rng, steps, B)
+    with crnn.use_backend("numpy"):
+        y, state_n = layer(x, state)
+    unbatch = (lambda s: s[:, 0]) if batch is None else (lambda s: s)
+    state_in = tuple(map(unbatch, state)) if isinstance(state, tuple) else unbatch(state)
+    stream = layer.stream(batch, state_in)
+    outs = np.array([stream.step(x[t, 0] if batch is None else x[t]) for t in range(steps)])
+    return stream, outs, (y[:, 0] if batch is None else y), state_arrays(state_n)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [None, 2, 5, 130])
+def test_c_stream_equals_reference(cell, dtype, batch):
+    """Sizes that end in partial 16-wide panels; B = 1, 2 are the packed kernel's
+    matrix-vector tiles, B = 5 its general tile, B = 130 is past the batch where
+    packing pays (the core then takes the BLAS path); float64 never packs."""
+    ext = _c_extension()
+    layer = make_layer(cell, 20, 37, dtype=dtype, num_layers=2)
+    rng = np.random.default_rng(1)
+    randomize_parameters(layer, rng)
+    with crnn.use_backend("c"):
+        stream, outs, y, state_n = _steps_vs_reference(layer, batch, 6, rng)
+    B, GH = 1 if batch is None else batch, layer._gate_count * layer.hidden_size
+    pays = any(ext.pack_pays(B, GH, K) for K in (layer.input_size, layer.output_size))
+    assert stream._core.packed == (dtype == np.float32 and pays)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(outs, y, rtol=tol, atol=tol)
+    for got, want in zip(state_arrays(stream.state), state_n):
+        np.testing.assert_allclose(got, want[:, 0] if batch is None else want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_takes_up_new_weights(each_backend, dtype):
+    """load_state_dict is seen by the next step; in-place edits after reload_weights()."""
+    layer = make_layer("lstm_proj", 5, 18, dtype=dtype, num_layers=2)
+    rng = np.random.default_rng(2)
+    randomize_parameters(layer, rng)
+    stream = layer.stream(batch_size=2)
+    x = rng.standard_normal((3, 2, 5)).astype(dtype)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+
+    def check():
+        stream.reset()
+        with crnn.use_backend("numpy"):
+            want, _ = layer(x)
+        np.testing.assert_allclose(np.array([stream.step(x_t) for x_t in x]), want, rtol=tol, atol=tol)
+
+    check()
+    layer.load_state_dict({k: rng.uniform(-0.5, 0.5, v.shape) for k, v in layer.parameters().items()})
+    check()
+    for value in layer.parameters().values():   # as an optimizer step does
+        value *= 0.5
+    stream.reload_weights()
+    check()
+
+
+def test_c_stream_large_step_equals_reference():
+    """A step big enough that the stream releases the GIL around it (_NOGIL_MACS)."""
+    ext = _c_extension()
+    layer = make_layer("lstm", 64, 128, dtype=np.float32)
+    assert 4 * 4 * 128 * (64 + 128) >= ext._NOGIL_MACS
+    rng = np.random.default_rng(3)
+    randomize_parameters(layer, rng)
+    with crnn.use_backend("c"):
+        _, outs, y, _ = _steps_vs_reference(layer, 4, 3, rng)
+    np.testing.assert_allclose(outs, y, rtol=2e-5, atol=2e-5)

@@ -203,6 +203,32 @@ static int status_is(const gcase *c, const char *dtype, const char *what,
     return 0;
 }
 
+/* w with W_ih (GH, I), W_hh (GH, P) and W_hr (P, H) also packed by the
+ * caller (crnn.h), so that forward runs [F1], [F2], [F4] on the packed
+ * kernel where the CPU has it. Float64 has no packed kernel: its weights
+ * stay as they are. */
+static crnn_weights_f32 packed_f32(crnn_weights_f32 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P, ptrdiff_t H)
+{
+    float *W_ih_packed = test_alloc(crnn_packed_size_f32(GH, I) * sizeof(float));
+    float *W_hh_packed = test_alloc(crnn_packed_size_f32(GH, P) * sizeof(float));
+    crnn_pack_f32(GH, I, w.W_ih, W_ih_packed);
+    crnn_pack_f32(GH, P, w.W_hh, W_hh_packed);
+    w.W_ih_packed = W_ih_packed;
+    w.W_hh_packed = W_hh_packed;
+    if (w.W_hr != NULL) {  /* (P, H) */
+        float *W_hr_packed = test_alloc(crnn_packed_size_f32(P, H) * sizeof(float));
+        crnn_pack_f32(P, H, w.W_hr, W_hr_packed);
+        w.W_hr_packed = W_hr_packed;
+    }
+    return w;
+}
+
+static crnn_weights_f64 packed_f64(crnn_weights_f64 w, ptrdiff_t GH, ptrdiff_t I, ptrdiff_t P, ptrdiff_t H)
+{
+    (void)GH, (void)I, (void)P, (void)H;
+    return w;
+}
+
 #endif /* part 1 */
 
 /* ===== part 2: one case in one dtype ===================================== */
@@ -298,8 +324,8 @@ static int FN(check_rnn)(const crnn_blas *blas, const gcase *c)
     d.reverse = (int)c->reverse;
     d.chunk_steps = c->chunk;
     const size_t T = (size_t)c->T, B = (size_t)c->B, I = (size_t)c->I, H = (size_t)c->H;
-    const FN(crnn_weights) w = { FN(input)(c, "W_ih"), FN(input)(c, "W_hh"),
-                                 FN(input)(c, "b_ih"), FN(input)(c, "b_hh"), NULL };
+    const FN(crnn_weights) w = { .W_ih = FN(input)(c, "W_ih"), .W_hh = FN(input)(c, "W_hh"),
+                                 .b_ih = FN(input)(c, "b_ih"), .b_hh = FN(input)(c, "b_hh") };
     const int64_t *len = lengths_of(c);
     const real *x = FN(input)(c, "x"), *h0 = FN(input)(c, "h0");
     const real *dy = FN(input)(c, "dy"), *dh_n = FN(input)(c, "dh_n");
@@ -313,6 +339,10 @@ static int FN(check_rnn)(const crnn_blas *blas, const gcase *c)
     real *state = FN(state_copy)(h0, B * H);
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_rnn_forward)(blas, &d, &w, len, x, state, y, state, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", state, 1, 0);
+
+    const FN(crnn_weights) wp = FN(packed)(w, c->H, c->I, c->H, c->H);
+    ok &= status_is(c, DTYPE, "forward packed", FN(crnn_rnn_forward)(blas, &d, &wp, len, x, h0, y, h_n, ws, ws_n), CRNN_OK);
+    ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0);
 
     size_t tape_n = crnn_rnn_tape_size(&d);
     real *tape = FN(garbage)(tape_n);
@@ -349,8 +379,9 @@ static int FN(check_lstm)(const crnn_blas *blas, const gcase *c)
     d.chunk_steps = c->chunk;
     const size_t T = (size_t)c->T, B = (size_t)c->B, I = (size_t)c->I, H = (size_t)c->H;
     const size_t P = c->P > 0 ? (size_t)c->P : H;
-    const FN(crnn_weights) w = { FN(input)(c, "W_ih"), FN(input)(c, "W_hh"),
-                                 FN(input)(c, "b_ih"), FN(input)(c, "b_hh"), FN(input)(c, "W_hr") };
+    const FN(crnn_weights) w = { .W_ih = FN(input)(c, "W_ih"), .W_hh = FN(input)(c, "W_hh"),
+                                 .b_ih = FN(input)(c, "b_ih"), .b_hh = FN(input)(c, "b_hh"),
+                                 .W_hr = FN(input)(c, "W_hr") };
     const int64_t *len = lengths_of(c);
     const real *x = FN(input)(c, "x"), *h0 = FN(input)(c, "h0"), *c0 = FN(input)(c, "c0");
     const real *dy = FN(input)(c, "dy"), *dh_n = FN(input)(c, "dh_n"), *dc_n = FN(input)(c, "dc_n");
@@ -366,6 +397,11 @@ static int FN(check_lstm)(const crnn_blas *blas, const gcase *c)
     real *hs = FN(state_copy)(h0, B * P), *cs = FN(state_copy)(c0, B * H);
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_lstm_forward)(blas, &d, &w, len, x, hs, cs, y, hs, cs, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", hs, 1, 0) & FN(expect)(c, "forward in place", "c_n", cs, 1, 0);
+
+    const FN(crnn_weights) wp = FN(packed)(w, 4 * c->H, c->I, (ptrdiff_t)P, c->H);
+    ok &= status_is(c, DTYPE, "forward packed", FN(crnn_lstm_forward)(blas, &d, &wp, len, x, h0, c0, y, h_n, c_n, ws, ws_n), CRNN_OK);
+    ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0)
+        & FN(expect)(c, "forward packed", "c_n", c_n, 1, 0);
 
     size_t tape_n = crnn_lstm_tape_size(&d);
     real *tape = FN(garbage)(tape_n);
@@ -403,8 +439,8 @@ static int FN(check_gru)(const crnn_blas *blas, const gcase *c)
     d.reverse = (int)c->reverse;
     d.chunk_steps = c->chunk;
     const size_t T = (size_t)c->T, B = (size_t)c->B, I = (size_t)c->I, H = (size_t)c->H;
-    const FN(crnn_weights) w = { FN(input)(c, "W_ih"), FN(input)(c, "W_hh"),
-                                 FN(input)(c, "b_ih"), FN(input)(c, "b_hh"), NULL };
+    const FN(crnn_weights) w = { .W_ih = FN(input)(c, "W_ih"), .W_hh = FN(input)(c, "W_hh"),
+                                 .b_ih = FN(input)(c, "b_ih"), .b_hh = FN(input)(c, "b_hh") };
     const int64_t *len = lengths_of(c);
     const real *x = FN(input)(c, "x"), *h0 = FN(input)(c, "h0");
     const real *dy = FN(input)(c, "dy"), *dh_n = FN(input)(c, "dh_n");
@@ -418,6 +454,10 @@ static int FN(check_gru)(const crnn_blas *blas, const gcase *c)
     real *state = FN(state_copy)(h0, B * H);
     ok &= status_is(c, DTYPE, "forward in place", FN(crnn_gru_forward)(blas, &d, &w, len, x, state, y, state, ws, ws_n), CRNN_OK);
     ok &= FN(expect)(c, "forward in place", "h_n", state, 1, 0);
+
+    const FN(crnn_weights) wp = FN(packed)(w, 3 * c->H, c->I, c->H, c->H);
+    ok &= status_is(c, DTYPE, "forward packed", FN(crnn_gru_forward)(blas, &d, &wp, len, x, h0, y, h_n, ws, ws_n), CRNN_OK);
+    ok &= FN(expect)(c, "forward packed", "y", y, 1, 0) & FN(expect)(c, "forward packed", "h_n", h_n, 1, 0);
 
     size_t tape_n = crnn_gru_tape_size(&d);
     real *tape = FN(garbage)(tape_n);
@@ -502,7 +542,7 @@ static int check_bad_arguments(const crnn_blas *blas)
 
     crnn_lstm_desc d = { 0 };
     d.steps = T; d.batch = B; d.input_size = I; d.hidden_size = H;
-    crnn_weights_f64 w = { W_ih, W_hh, NULL, NULL, NULL };
+    crnn_weights_f64 w = { .W_ih = W_ih, .W_hh = W_hh };
     const size_t ws_n = crnn_lstm_workspace_size(&d, CRNN_PASS_INFER);
 #define LSTM_FWD(blas_, d_, w_, len_, x_, ws_, wsn_) \
     crnn_lstm_forward_f64(blas_, d_, w_, len_, x_, NULL, NULL, y, h_n, c_n, ws_, wsn_)
