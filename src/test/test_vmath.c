@@ -2,12 +2,14 @@
  *
  *     make -C src test      builds and runs this next to test_core
  *
- * For sigmoid and tanh, float and double, on whichever path this machine
- * takes (AVX2/FMA or scalar, printed): a sweep of bit patterns over
- * [-120, 120] (float: every 1009th float; double: ~350k points over
- * [-800, 800]) that includes tiny |x| down to the subnormals, every length 0..20 (the masked tail), and the special values.
+ * For sigmoid and tanh, float and double, on every path this CPU has
+ * (AVX-512F, AVX2/FMA, scalar libm; selected with crnn_vmath_limit): a
+ * sweep of bit patterns over [-120, 120] (float: every 1009th float; double:
+ * ~350k points over [-800, 800]) that includes tiny |x| down to the
+ * subnormals, every length 0..20 (the masked tail), and the special values.
  * Error in ulp of the correctly rounded result (subnormal results: in units
  * of the smallest subnormal). Fails above MAX_ULP or on a wrong special value.
+ * Where AVX-512 runs, also that it gives the AVX2 kernels' bits.
  * Exit status 0 iff every check passed.
  */
 #include <float.h>
@@ -153,23 +155,72 @@ static void specials(void)
     }
 }
 
+/* The AVX-512 kernels are the AVX2 ones on wider vectors: the same bits for
+ * every 1031st float bit pattern (NaNs, infinities, subnormals, both signs)
+ * and 4M scattered double bit patterns, odd lengths for the masked tails. */
+static int same_bits_avx512_avx2(void)
+{
+    static float in[CHUNK], a[CHUNK], b[CHUNK];
+    static double ind[CHUNK], ad[CHUNK], bd[CHUNK];
+    const vf32 f32[2] = { crnn_vsigmoid_f32, crnn_vtanh_f32 };
+    const vf64 f64[2] = { crnn_vsigmoid_f64, crnn_vtanh_f64 };
+    int same = 1;
+    uint32_t bits = 0;
+    uint64_t bits64 = 0;
+    for (int round = 0; round < (1 << 22) / CHUNK; round++) {
+        const int n = CHUNK - 1 - round % 16;
+        for (int k = 0; k < n; k++, bits += 1031, bits64 += 0x0003c0ffee012345ull) {
+            memcpy(&in[k], &bits, sizeof bits);
+            memcpy(&ind[k], &bits64, sizeof bits64);
+        }
+        for (int i = 0; i < 2; i++) {
+            crnn_vmath_limit(CRNN_VMATH_AVX512);
+            f32[i](n, in, a);
+            f64[i](n, ind, ad);
+            crnn_vmath_limit(CRNN_VMATH_AVX2);
+            f32[i](n, in, b);
+            f64[i](n, ind, bd);
+            same &= memcmp(a, b, (size_t)n * sizeof *a) == 0 && memcmp(ad, bd, (size_t)n * sizeof *ad) == 0;
+        }
+    }
+    return same;
+}
+
 int main(void)
 {
-    printf("vmath path: %s\n", crnn_vmath_simd() ? "AVX2/FMA" : "scalar (libm)");
-    specials();
+    static const char *const path_name[] = { "scalar (libm)", "AVX2/FMA", "AVX-512F" };
     struct { const char *name; vf32 f32; vf64 f64; long double (*ref)(long double); } fns[2] = {
         { "sigmoid", crnn_vsigmoid_f32, crnn_vsigmoid_f64, sigmoid_ref },
         { "tanh", crnn_vtanh_f32, crnn_vtanh_f64, tanhl },
     };
-    for (int i = 0; i < 2; i++) {
-        double wx32 = 0, wx64 = 0;
-        const double u32 = sweep_f32(fns[i].f32, fns[i].ref, &wx32);
-        const double u64 = sweep_f64(fns[i].f64, fns[i].ref, &wx64);
-        const int ok = u32 <= MAX_ULP && u64 <= MAX_ULP;
-        printf("%-4s vmath %-8s max error %.2f ulp (f32, at %.9g), %.2f ulp (f64, at %.17g)\n",
-               ok ? "ok" : "FAIL", fns[i].name, u32, wx32, u64, wx64);
-        ok_all &= ok;
+    /* every path this CPU has, best first: the one the library takes, then
+     * each fallback */
+    const int best = crnn_vmath_path();
+    printf("vmath: this CPU takes the %s path\n", path_name[best]);
+    for (int path = best; path >= CRNN_VMATH_SCALAR; path--) {
+        if (crnn_vmath_limit(path) != path) {
+            printf("FAIL vmath cannot select the %s path\n", path_name[path]);
+            ok_all = 0;
+            continue;
+        }
+        specials();
+        for (int i = 0; i < 2; i++) {
+            double wx32 = 0, wx64 = 0;
+            const double u32 = sweep_f32(fns[i].f32, fns[i].ref, &wx32);
+            const double u64 = sweep_f64(fns[i].f64, fns[i].ref, &wx64);
+            const int ok = u32 <= MAX_ULP && u64 <= MAX_ULP;
+            printf("%-4s vmath %-13s %-7s max error %.2f ulp (f32, at %.9g), %.2f ulp (f64, at %.17g)\n",
+                   ok ? "ok" : "FAIL", path_name[path], fns[i].name, u32, wx32, u64, wx64);
+            ok_all &= ok;
+        }
     }
+    if (best == CRNN_VMATH_AVX512) {
+        const int same = same_bits_avx512_avx2();
+        printf("%-4s vmath AVX-512F and AVX2/FMA give the same bits\n", same ? "ok" : "FAIL");
+        ok_all &= same;
+    }
+    if (crnn_vmath_limit(best) != best)
+        ok_all = 0;
     printf("%s: vmath\n", ok_all ? "all ok" : "FAILED");
     return ok_all ? 0 : 1;
 }
