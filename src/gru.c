@@ -130,14 +130,14 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
         /* [r z] are adjacent: one pass, one sigmoid call */
         for (ptrdiff_t j = 0; j < 2 * H; j++)
             gb[Ir + j] = (gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]);
-        FN(vsigmoid)(2 * H, gb + Ir, gb + Ir);
+        FN(vsigmoid)(2 * H, gb + Ir, NULL, gb + Ir);
         const real *r = gb + Ir, *z = gb + Iz;
         real *n = gb + In;
         for (ptrdiff_t j = 0; j < H; j++) {
             hn[j] = hb[In + j] + b_hh[In + j];
             n[j] = n[j] + b_ih[In + j] + r[j] * hn[j];
         }
-        FN(vtanh)(H, n, n);
+        FN(vtanh)(H, n, NULL, n);
         real *yb = y_t + b * H;
         const real *hp = h_prev + b * H;
         if (step_valid(lengths, b, t)) {

@@ -104,18 +104,18 @@ static crnn_status FN(lstm_check)(const crnn_blas *blas, const crnn_lstm_desc *d
     return check_lengths(lengths, d->steps, d->batch);
 }
 
-/* [F3] for one sequence b, its gates given: pre-activations in, i, f, g, o
- * out (saved for backward: ws_gates). */
+/* [F3] for one sequence b, its gates given: pre-activations without the
+ * biases in, i, f, g, o out (saved for backward: ws_gates). The activations
+ * add the bias as they read (vmath.h): one pass over the gates. */
 static void FN(lstm_activate)(real *gb,                /* (4H,) */
                               const real *bias,        /* (4H,) b_ih + b_hh */
                               ptrdiff_t H)
 {
-    for (ptrdiff_t j = 0; j < 4 * H; j++)
-        gb[j] += bias[j];
+    const ptrdiff_t Ii = CRNN_LSTM_I * H, Ig = CRNN_LSTM_G * H, Io = CRNN_LSTM_O * H;
     /* [i f] are adjacent: one call for both sigmoid blocks */
-    FN(vsigmoid)(2 * H, gb + CRNN_LSTM_I * H, gb + CRNN_LSTM_I * H);
-    FN(vtanh)(H, gb + CRNN_LSTM_G * H, gb + CRNN_LSTM_G * H);
-    FN(vsigmoid)(H, gb + CRNN_LSTM_O * H, gb + CRNN_LSTM_O * H);
+    FN(vsigmoid)(2 * H, gb + Ii, bias + Ii, gb + Ii);
+    FN(vtanh)(H, gb + Ig, bias + Ig, gb + Ig);
+    FN(vsigmoid)(H, gb + Io, bias + Io, gb + Io);
 }
 
 /* One step t for the whole batch: [F2], [F3] and [F4].
@@ -158,7 +158,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
         if (step_valid(lengths, b, t)) {
             for (ptrdiff_t j = 0; j < H; j++)
                 cb[j] = f[j] * cp[j] + i[j] * g[j];
-            FN(vtanh)(H, cb, hb);
+            FN(vtanh)(H, cb, NULL, hb);
             for (ptrdiff_t j = 0; j < H; j++)
                 hb[j] *= o[j];
             if (!proj)
@@ -400,7 +400,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
                     dhb[j] = 0;
                 }
             }
-            FN(vtanh)(H, c_new + b * H, scratch_tanh_c);
+            FN(vtanh)(H, c_new + b * H, NULL, scratch_tanh_c);
             const real *tanh_c = scratch_tanh_c;
             for (ptrdiff_t j = 0; j < H; j++) {
                 /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */

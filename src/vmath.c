@@ -33,28 +33,31 @@
 
 /* ===== scalar: libm (portable fallback) ================================== */
 
-static void vsigmoid_scalar_f32(ptrdiff_t n, const float *in, float *out)
+/* in[k] + bias[k], or in[k] without a bias */
+#define BIASED(in, bias, k) ((bias) != NULL ? (in)[k] + (bias)[k] : (in)[k])
+
+static void vsigmoid_scalar_f32(ptrdiff_t n, const float *in, const float *bias, float *out)
 {
     for (ptrdiff_t k = 0; k < n; k++)
-        out[k] = sigmoid_f32(in[k]);
+        out[k] = sigmoid_f32(BIASED(in, bias, k));
 }
 
-static void vtanh_scalar_f32(ptrdiff_t n, const float *in, float *out)
+static void vtanh_scalar_f32(ptrdiff_t n, const float *in, const float *bias, float *out)
 {
     for (ptrdiff_t k = 0; k < n; k++)
-        out[k] = tanhf(in[k]);
+        out[k] = tanhf(BIASED(in, bias, k));
 }
 
-static void vsigmoid_scalar_f64(ptrdiff_t n, const double *in, double *out)
+static void vsigmoid_scalar_f64(ptrdiff_t n, const double *in, const double *bias, double *out)
 {
     for (ptrdiff_t k = 0; k < n; k++)
-        out[k] = sigmoid_f64(in[k]);
+        out[k] = sigmoid_f64(BIASED(in, bias, k));
 }
 
-static void vtanh_scalar_f64(ptrdiff_t n, const double *in, double *out)
+static void vtanh_scalar_f64(ptrdiff_t n, const double *in, const double *bias, double *out)
 {
     for (ptrdiff_t k = 0; k < n; k++)
-        out[k] = tanh(in[k]);
+        out[k] = tanh(BIASED(in, bias, k));
 }
 
 #ifdef VMATH_X86
@@ -132,16 +135,23 @@ static AVX2_FMA __m256i tail_mask_ps(ptrdiff_t rem)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#define VMATH_LOOP_PS(name, fn)                                                  \
-    static AVX2_FMA void name(ptrdiff_t n, const float *in, float *out)          \
-    {                                                                            \
-        ptrdiff_t k = 0;                                                         \
-        for (; k + 8 <= n; k += 8)                                               \
-            _mm256_storeu_ps(out + k, fn(_mm256_loadu_ps(in + k)));              \
-        if (k < n) {                                                             \
-            const __m256i m = tail_mask_ps(n - k);                               \
-            _mm256_maskstore_ps(out + k, m, fn(_mm256_maskload_ps(in + k, m)));  \
-        }                                                                        \
+#define VMATH_LOOP_PS(name, fn)                                                               \
+    static AVX2_FMA void name(ptrdiff_t n, const float *in, const float *bias, float *out)    \
+    {                                                                                         \
+        ptrdiff_t k = 0;                                                                      \
+        for (; k + 8 <= n; k += 8) {                                                          \
+            __m256 x = _mm256_loadu_ps(in + k);                                               \
+            if (bias != NULL)                                                                 \
+                x = _mm256_add_ps(x, _mm256_loadu_ps(bias + k));                              \
+            _mm256_storeu_ps(out + k, fn(x));                                                 \
+        }                                                                                     \
+        if (k < n) {                                                                          \
+            const __m256i m = tail_mask_ps(n - k);                                            \
+            __m256 x = _mm256_maskload_ps(in + k, m);                                         \
+            if (bias != NULL)                                                                 \
+                x = _mm256_add_ps(x, _mm256_maskload_ps(bias + k, m));                        \
+            _mm256_maskstore_ps(out + k, m, fn(x));                                           \
+        }                                                                                     \
     }
 VMATH_LOOP_PS(vsigmoid_avx2_f32, sigmoid_ps)
 VMATH_LOOP_PS(vtanh_avx2_f32, tanh_ps)
@@ -226,16 +236,23 @@ static AVX2_FMA __m256i tail_mask_pd(ptrdiff_t rem)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)rem), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-#define VMATH_LOOP_PD(name, fn)                                                  \
-    static AVX2_FMA void name(ptrdiff_t n, const double *in, double *out)        \
-    {                                                                            \
-        ptrdiff_t k = 0;                                                         \
-        for (; k + 4 <= n; k += 4)                                               \
-            _mm256_storeu_pd(out + k, fn(_mm256_loadu_pd(in + k)));              \
-        if (k < n) {                                                             \
-            const __m256i m = tail_mask_pd(n - k);                               \
-            _mm256_maskstore_pd(out + k, m, fn(_mm256_maskload_pd(in + k, m)));  \
-        }                                                                        \
+#define VMATH_LOOP_PD(name, fn)                                                               \
+    static AVX2_FMA void name(ptrdiff_t n, const double *in, const double *bias, double *out) \
+    {                                                                                         \
+        ptrdiff_t k = 0;                                                                      \
+        for (; k + 4 <= n; k += 4) {                                                          \
+            __m256d x = _mm256_loadu_pd(in + k);                                              \
+            if (bias != NULL)                                                                 \
+                x = _mm256_add_pd(x, _mm256_loadu_pd(bias + k));                              \
+            _mm256_storeu_pd(out + k, fn(x));                                                 \
+        }                                                                                     \
+        if (k < n) {                                                                          \
+            const __m256i m = tail_mask_pd(n - k);                                            \
+            __m256d x = _mm256_maskload_pd(in + k, m);                                        \
+            if (bias != NULL)                                                                 \
+                x = _mm256_add_pd(x, _mm256_maskload_pd(bias + k, m));                        \
+            _mm256_maskstore_pd(out + k, m, fn(x));                                           \
+        }                                                                                     \
     }
 VMATH_LOOP_PD(vsigmoid_avx2_f64, sigmoid_pd)
 VMATH_LOOP_PD(vtanh_avx2_f64, tanh_pd)
@@ -308,16 +325,23 @@ static AVX512 __m512 tanh_ps16(__m512 x)
     return keep_nan_ps16(copysign_ps16(v, x), x);
 }
 
-#define VMATH_LOOP_PS16(name, fn)                                                    \
-    static AVX512 void name(ptrdiff_t n, const float *in, float *out)                \
-    {                                                                                \
-        ptrdiff_t k = 0;                                                             \
-        for (; k + 16 <= n; k += 16)                                                 \
-            _mm512_storeu_ps(out + k, fn(_mm512_loadu_ps(in + k)));                  \
-        if (k < n) {                                                                 \
-            const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);                    \
-            _mm512_mask_storeu_ps(out + k, m, fn(_mm512_maskz_loadu_ps(m, in + k))); \
-        }                                                                            \
+#define VMATH_LOOP_PS16(name, fn)                                                             \
+    static AVX512 void name(ptrdiff_t n, const float *in, const float *bias, float *out)      \
+    {                                                                                         \
+        ptrdiff_t k = 0;                                                                      \
+        for (; k + 16 <= n; k += 16) {                                                        \
+            __m512 x = _mm512_loadu_ps(in + k);                                               \
+            if (bias != NULL)                                                                 \
+                x = _mm512_add_ps(x, _mm512_loadu_ps(bias + k));                              \
+            _mm512_storeu_ps(out + k, fn(x));                                                 \
+        }                                                                                     \
+        if (k < n) {                                                                          \
+            const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);                             \
+            __m512 x = _mm512_maskz_loadu_ps(m, in + k);                                      \
+            if (bias != NULL)                                                                 \
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias + k));                     \
+            _mm512_mask_storeu_ps(out + k, m, fn(x));                                         \
+        }                                                                                     \
     }
 VMATH_LOOP_PS16(vsigmoid_avx512_f32, sigmoid_ps16)
 VMATH_LOOP_PS16(vtanh_avx512_f32, tanh_ps16)
@@ -378,16 +402,23 @@ static AVX512 __m512d tanh_pd8(__m512d x)
     return keep_nan_pd8(copysign_pd8(v, x), x);
 }
 
-#define VMATH_LOOP_PD8(name, fn)                                                     \
-    static AVX512 void name(ptrdiff_t n, const double *in, double *out)              \
-    {                                                                                \
-        ptrdiff_t k = 0;                                                             \
-        for (; k + 8 <= n; k += 8)                                                   \
-            _mm512_storeu_pd(out + k, fn(_mm512_loadu_pd(in + k)));                  \
-        if (k < n) {                                                                 \
-            const __mmask8 m = (__mmask8)((1u << (n - k)) - 1);                      \
-            _mm512_mask_storeu_pd(out + k, m, fn(_mm512_maskz_loadu_pd(m, in + k))); \
-        }                                                                            \
+#define VMATH_LOOP_PD8(name, fn)                                                              \
+    static AVX512 void name(ptrdiff_t n, const double *in, const double *bias, double *out)   \
+    {                                                                                         \
+        ptrdiff_t k = 0;                                                                      \
+        for (; k + 8 <= n; k += 8) {                                                          \
+            __m512d x = _mm512_loadu_pd(in + k);                                              \
+            if (bias != NULL)                                                                 \
+                x = _mm512_add_pd(x, _mm512_loadu_pd(bias + k));                              \
+            _mm512_storeu_pd(out + k, fn(x));                                                 \
+        }                                                                                     \
+        if (k < n) {                                                                          \
+            const __mmask8 m = (__mmask8)((1u << (n - k)) - 1);                               \
+            __m512d x = _mm512_maskz_loadu_pd(m, in + k);                                     \
+            if (bias != NULL)                                                                 \
+                x = _mm512_add_pd(x, _mm512_maskz_loadu_pd(m, bias + k));                     \
+            _mm512_mask_storeu_pd(out + k, m, fn(x));                                         \
+        }                                                                                     \
     }
 VMATH_LOOP_PD8(vsigmoid_avx512_f64, sigmoid_pd8)
 VMATH_LOOP_PD8(vtanh_avx512_f64, tanh_pd8)
@@ -433,18 +464,21 @@ int crnn_vmath_simd(void)
 }
 
 #ifdef VMATH_X86
-#define VMATH_DISPATCH(name, type, avx512, avx2, scalar)  \
-    void name(ptrdiff_t n, const type *in, type *out)     \
-    {                                                     \
-        switch (crnn_vmath_path()) {                      \
-        case CRNN_VMATH_AVX512: avx512(n, in, out); break; \
-        case CRNN_VMATH_AVX2: avx2(n, in, out); break;    \
-        default: scalar(n, in, out); break;               \
-        }                                                 \
+#define VMATH_DISPATCH(name, type, avx512, avx2, scalar)                                      \
+    void name(ptrdiff_t n, const type *in, const type *bias, type *out)                       \
+    {                                                                                         \
+        switch (crnn_vmath_path()) {                                                          \
+        case CRNN_VMATH_AVX512: avx512(n, in, bias, out); break;                              \
+        case CRNN_VMATH_AVX2: avx2(n, in, bias, out); break;                                  \
+        default: scalar(n, in, bias, out); break;                                             \
+        }                                                                                     \
     }
 #else
-#define VMATH_DISPATCH(name, type, avx512, avx2, scalar)  \
-    void name(ptrdiff_t n, const type *in, type *out) { scalar(n, in, out); }
+#define VMATH_DISPATCH(name, type, avx512, avx2, scalar)                                      \
+    void name(ptrdiff_t n, const type *in, const type *bias, type *out)                       \
+    {                                                                                         \
+        scalar(n, in, bias, out);                                                             \
+    }
 #endif
 
 VMATH_DISPATCH(crnn_vsigmoid_f32, float, vsigmoid_avx512_f32, vsigmoid_avx2_f32, vsigmoid_scalar_f32)
