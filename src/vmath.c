@@ -263,7 +263,17 @@ VMATH_LOOP_PD(vtanh_avx2_f64, tanh_pd)
  * (p * 2^n rounded once, as the two-step product above, whose first factor
  * is exact), and selections use mask registers. About 2x the AVX2 kernels'
  * throughput in float on an Intel Xeon (0.26 vs 0.54 ns a sigmoid, 0.35 vs
- * 0.65 ns a tanh), 2x and 1.5x in double (tanh's two divisions). */
+ * 0.65 ns a tanh), 2x and 1.5x in double (tanh's two divisions).
+ * A cost outside these functions: in a step whose other work is all 256-bit
+ * (B <= 2, where the recurrent product stays on AVX2, see rgemm.c), any
+ * 512-bit code slows the rest of the step, as the AVX-512 frequency licence
+ * would. Sustained C loops (1 thread): a B = 1, H = 128 GRU step 4% slower
+ * with these kernels (12% with the AVX2 ones plus one 16-lane call a step),
+ * a B = 1 LSTM step 2% slower at H = 128 but 7% faster at H = 64, and 11-24%
+ * faster at B >= 4, where rgemm.c already runs zmm. Keeping B <= 2 steps
+ * on AVX2 measured mixed through the layers (small_seq from 1% slower to
+ * 10% faster, stream 2% faster to 8% slower), so every step takes the
+ * widest kernels. */
 
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
