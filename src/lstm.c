@@ -304,6 +304,39 @@ crnn_status FN(crnn_lstm_forward_train)(const crnn_blas *blas, const crnn_lstm_d
     return CRNN_OK;
 }
 
+/* [B2] and the cell part of [B3] for one sequence: from dL/dr (r = o *
+ * tanh(c_new)) and dL/dc_new, the gradients of the four pre-activations and
+ * dL/dc_prev. The arrays never overlap: `restrict` lets the compiler
+ * vectorise the loop (it otherwise gives up on the run-time overlap checks
+ * of thirteen pointers and runs it scalar). */
+static void FN(lstm_cell_backward)(ptrdiff_t H,
+                                   const real *restrict i, const real *restrict f,  /* (H,) gates */
+                                   const real *restrict g, const real *restrict o,
+                                   const real *restrict cp,      /* (H,) c_prev */
+                                   const real *restrict tanh_c,  /* (H,) tanh(c_new) */
+                                   const real *restrict dr_b,    /* (H,) dL/dr */
+                                   real *restrict dcb,           /* (H,) dL/dc_new in, dL/dc_prev out */
+                                   real *restrict dpi, real *restrict dpf,  /* (H,) dL/d(pre-activation) */
+                                   real *restrict dpg, real *restrict dpo)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */
+        const real dc_new = dcb[j] + dr_b[j] * o[j] * (1 - tanh_c[j] * tanh_c[j]);
+        const real d_o = dr_b[j] * tanh_c[j];
+        const real d_i = dc_new * g[j];
+        const real d_f = dc_new * cp[j];
+        const real d_g = dc_new * i[j];
+        /* through the activations, from their saved outputs:
+         * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
+        dpi[j] = d_i * i[j] * (1 - i[j]);
+        dpf[j] = d_f * f[j] * (1 - f[j]);
+        dpg[j] = d_g * (1 - g[j] * g[j]);
+        dpo[j] = d_o * o[j] * (1 - o[j]);
+        /* [B3] c_{t-1} reaches c_new through f */
+        dcb[j] = dc_new * f[j];
+    }
+}
+
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
                                    const FN(crnn_weights) *w, const int64_t *lengths,
                                    const real *x, const real *tape, size_t tape_size,
@@ -401,23 +434,8 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
                 }
             }
             FN(vtanh)(H, c_new + b * H, NULL, scratch_tanh_c);
-            const real *tanh_c = scratch_tanh_c;
-            for (ptrdiff_t j = 0; j < H; j++) {
-                /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */
-                const real dc_new = dcb[j] + dr_b[j] * o[j] * (1 - tanh_c[j] * tanh_c[j]);
-                const real d_o = dr_b[j] * tanh_c[j];
-                const real d_i = dc_new * g[j];
-                const real d_f = dc_new * cp[j];
-                const real d_g = dc_new * i[j];
-                /* through the activations, from their saved outputs:
-                 * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
-                dpb[Ii + j] = d_i * i[j] * (1 - i[j]);
-                dpb[If + j] = d_f * f[j] * (1 - f[j]);
-                dpb[Ig + j] = d_g * (1 - g[j] * g[j]);
-                dpb[Io + j] = d_o * o[j] * (1 - o[j]);
-                /* [B3] c_{t-1} reaches c_new through f */
-                dcb[j] = dc_new * f[j];
-            }
+            FN(lstm_cell_backward)(H, i, f, g, o, cp, scratch_tanh_c, dr_b, dcb,
+                                   dpb + Ii, dpb + If, dpb + Ig, dpb + Io);
         }
         /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
         FN(rgemm)(blas, B, P, GH, dpre_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, P);
