@@ -38,11 +38,23 @@ static inline float tanh_f32(float x) { return tanhf(x); }
 static inline double tanh_f64(double x) { return tanh(x); }
 
 /* The same over arrays, vectorised (vmath.h): what the pointwise passes use.
- * out may be in. */
-static inline void vsigmoid_f32(ptrdiff_t n, const float *in, float *out) { crnn_vsigmoid_f32(n, in, out); }
-static inline void vsigmoid_f64(ptrdiff_t n, const double *in, double *out) { crnn_vsigmoid_f64(n, in, out); }
-static inline void vtanh_f32(ptrdiff_t n, const float *in, float *out) { crnn_vtanh_f32(n, in, out); }
-static inline void vtanh_f64(ptrdiff_t n, const double *in, double *out) { crnn_vtanh_f64(n, in, out); }
+ * out = act(in + bias), bias may be NULL; out may be in. */
+static inline void vsigmoid_f32(ptrdiff_t n, const float *in, const float *bias, float *out)
+{
+    crnn_vsigmoid_f32(n, in, bias, out);
+}
+static inline void vsigmoid_f64(ptrdiff_t n, const double *in, const double *bias, double *out)
+{
+    crnn_vsigmoid_f64(n, in, bias, out);
+}
+static inline void vtanh_f32(ptrdiff_t n, const float *in, const float *bias, float *out)
+{
+    crnn_vtanh_f32(n, in, bias, out);
+}
+static inline void vtanh_f64(ptrdiff_t n, const double *in, const double *bias, double *out)
+{
+    crnn_vtanh_f64(n, in, bias, out);
+}
 
 /* bias = b_ih + b_hh (n,), a NULL bias counting as zeros: the two biases
  * always enter a pre-activation together, so the per-step pass adds one. */

@@ -130,14 +130,14 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
         /* [r z] are adjacent: one pass, one sigmoid call */
         for (ptrdiff_t j = 0; j < 2 * H; j++)
             gb[Ir + j] = (gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]);
-        FN(vsigmoid)(2 * H, gb + Ir, gb + Ir);
+        FN(vsigmoid)(2 * H, gb + Ir, NULL, gb + Ir);
         const real *r = gb + Ir, *z = gb + Iz;
         real *n = gb + In;
         for (ptrdiff_t j = 0; j < H; j++) {
             hn[j] = hb[In + j] + b_hh[In + j];
             n[j] = n[j] + b_ih[In + j] + r[j] * hn[j];
         }
-        FN(vtanh)(H, n, n);
+        FN(vtanh)(H, n, NULL, n);
         real *yb = y_t + b * H;
         const real *hp = h_prev + b * H;
         if (step_valid(lengths, b, t)) {
@@ -251,6 +251,42 @@ crnn_status FN(crnn_gru_forward_train)(const crnn_blas *blas, const crnn_gru_des
     return CRNN_OK;
 }
 
+/* [B1] and the direct part of [B2] for one sequence: from dL/dy_t and the
+ * running dL/dh_t, the gradients of the gates' two pre-activation halves
+ * (input side x, recurrent side h) and dL/dh_prev minus its W_hh part. The
+ * arrays never overlap: `restrict` lets the compiler vectorise the loop (it
+ * otherwise gives up on the run-time overlap checks and runs it scalar). */
+static void FN(gru_cell_backward)(ptrdiff_t H,
+                                  const real *restrict r, const real *restrict z,  /* (H,) gates */
+                                  const real *restrict n,
+                                  const real *restrict hnb,   /* (H,) W_hn h_prev + b_hn */
+                                  const real *restrict hp,    /* (H,) h_prev */
+                                  const real *restrict dyb,   /* (H,) dL/dy_t */
+                                  real *restrict dh_b,        /* (H,) dL/dh_t in, direct dL/dh_prev out */
+                                  real *restrict dxr, real *restrict dxz, real *restrict dxn,  /* (H,) x side */
+                                  real *restrict dhr, real *restrict dhz, real *restrict dhn)  /* (H,) h side */
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+        const real dh_new = dyb[j] + dh_b[j];
+        /* [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
+         *      n = tanh(xn + r * hn), r, z = sigmoid(.);
+         *      sigmoid' = s * (1 - s), tanh' = 1 - n * n from saved outputs */
+        const real dn_pre = dh_new * (1 - z[j]) * (1 - n[j] * n[j]);
+        const real dz_pre = dh_new * (hp[j] - n[j]) * z[j] * (1 - z[j]);
+        const real dr_pre = dn_pre * hnb[j] * r[j] * (1 - r[j]);
+        dxr[j] = dr_pre;
+        dxz[j] = dz_pre;
+        dxn[j] = dn_pre;
+        dhr[j] = dr_pre;
+        dhz[j] = dz_pre;
+        dhn[j] = dn_pre * r[j];  /* hn entered n as r * hn */
+        /* [B2] h_prev reaches h_new directly (z * h_prev) and through
+         *      W_hh (the GEMM below). */
+        dh_b[j] = dh_new * z[j];
+    }
+}
+
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
                                   const FN(crnn_weights) *w, const int64_t *lengths,
                                   const real *x, const real *tape, size_t tape_size,
@@ -308,26 +344,8 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
             const real *gb = gates + b * GH;
             const real *r = gb + Ir, *z = gb + Iz, *n = gb + In;
             const real *hnb = hn + b * H, *hp = h_prev + b * H, *dyb = dy_t + b * H;
-            real *dh_b = dh + b * H;
-            for (ptrdiff_t j = 0; j < H; j++) {
-                /* h_t feeds both y_t and step t+1: the two gradients meet here. */
-                const real dh_new = dyb[j] + dh_b[j];
-                /* [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
-                 *      n = tanh(xn + r * hn), r, z = sigmoid(.);
-                 *      sigmoid' = s * (1 - s), tanh' = 1 - n * n from saved outputs */
-                const real dn_pre = dh_new * (1 - z[j]) * (1 - n[j] * n[j]);
-                const real dz_pre = dh_new * (hp[j] - n[j]) * z[j] * (1 - z[j]);
-                const real dr_pre = dn_pre * hnb[j] * r[j] * (1 - r[j]);
-                dxb[Ir + j] = dr_pre;
-                dxb[Iz + j] = dz_pre;
-                dxb[In + j] = dn_pre;
-                dhb[Ir + j] = dr_pre;
-                dhb[Iz + j] = dz_pre;
-                dhb[In + j] = dn_pre * r[j];  /* hn entered n as r * hn */
-                /* [B2] h_prev reaches h_new directly (z * h_prev) and through
-                 *      W_hh (the GEMM below). */
-                dh_b[j] = dh_new * z[j];
-            }
+            FN(gru_cell_backward)(H, r, z, n, hnb, hp, dyb, dh + b * H,
+                                  dxb + Ir, dxb + Iz, dxb + In, dhb + Ir, dhb + Iz, dhb + In);
         }
         /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
         FN(rgemm)(blas, B, H, GH, dpre_h_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);

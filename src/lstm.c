@@ -104,18 +104,18 @@ static crnn_status FN(lstm_check)(const crnn_blas *blas, const crnn_lstm_desc *d
     return check_lengths(lengths, d->steps, d->batch);
 }
 
-/* [F3] for one sequence b, its gates given: pre-activations in, i, f, g, o
- * out (saved for backward: ws_gates). */
+/* [F3] for one sequence b, its gates given: pre-activations without the
+ * biases in, i, f, g, o out (saved for backward: ws_gates). The activations
+ * add the bias as they read (vmath.h): one pass over the gates. */
 static void FN(lstm_activate)(real *gb,                /* (4H,) */
                               const real *bias,        /* (4H,) b_ih + b_hh */
                               ptrdiff_t H)
 {
-    for (ptrdiff_t j = 0; j < 4 * H; j++)
-        gb[j] += bias[j];
+    const ptrdiff_t Ii = CRNN_LSTM_I * H, Ig = CRNN_LSTM_G * H, Io = CRNN_LSTM_O * H;
     /* [i f] are adjacent: one call for both sigmoid blocks */
-    FN(vsigmoid)(2 * H, gb + CRNN_LSTM_I * H, gb + CRNN_LSTM_I * H);
-    FN(vtanh)(H, gb + CRNN_LSTM_G * H, gb + CRNN_LSTM_G * H);
-    FN(vsigmoid)(H, gb + CRNN_LSTM_O * H, gb + CRNN_LSTM_O * H);
+    FN(vsigmoid)(2 * H, gb + Ii, bias + Ii, gb + Ii);
+    FN(vtanh)(H, gb + Ig, bias + Ig, gb + Ig);
+    FN(vsigmoid)(H, gb + Io, bias + Io, gb + Io);
 }
 
 /* One step t for the whole batch: [F2], [F3] and [F4].
@@ -158,7 +158,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
         if (step_valid(lengths, b, t)) {
             for (ptrdiff_t j = 0; j < H; j++)
                 cb[j] = f[j] * cp[j] + i[j] * g[j];
-            FN(vtanh)(H, cb, hb);
+            FN(vtanh)(H, cb, NULL, hb);
             for (ptrdiff_t j = 0; j < H; j++)
                 hb[j] *= o[j];
             if (!proj)
@@ -305,6 +305,39 @@ crnn_status FN(crnn_lstm_forward_train)(const crnn_blas *blas, const crnn_lstm_d
     return CRNN_OK;
 }
 
+/* [B2] and the cell part of [B3] for one sequence: from dL/dr (r = o *
+ * tanh(c_new)) and dL/dc_new, the gradients of the four pre-activations and
+ * dL/dc_prev. The arrays never overlap: `restrict` lets the compiler
+ * vectorise the loop (it otherwise gives up on the run-time overlap checks
+ * of thirteen pointers and runs it scalar). */
+static void FN(lstm_cell_backward)(ptrdiff_t H,
+                                   const real *restrict i, const real *restrict f,  /* (H,) gates */
+                                   const real *restrict g, const real *restrict o,
+                                   const real *restrict cp,      /* (H,) c_prev */
+                                   const real *restrict tanh_c,  /* (H,) tanh(c_new) */
+                                   const real *restrict dr_b,    /* (H,) dL/dr */
+                                   real *restrict dcb,           /* (H,) dL/dc_new in, dL/dc_prev out */
+                                   real *restrict dpi, real *restrict dpf,  /* (H,) dL/d(pre-activation) */
+                                   real *restrict dpg, real *restrict dpo)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */
+        const real dc_new = dcb[j] + dr_b[j] * o[j] * (1 - tanh_c[j] * tanh_c[j]);
+        const real d_o = dr_b[j] * tanh_c[j];
+        const real d_i = dc_new * g[j];
+        const real d_f = dc_new * cp[j];
+        const real d_g = dc_new * i[j];
+        /* through the activations, from their saved outputs:
+         * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
+        dpi[j] = d_i * i[j] * (1 - i[j]);
+        dpf[j] = d_f * f[j] * (1 - f[j]);
+        dpg[j] = d_g * (1 - g[j] * g[j]);
+        dpo[j] = d_o * o[j] * (1 - o[j]);
+        /* [B3] c_{t-1} reaches c_new through f */
+        dcb[j] = dc_new * f[j];
+    }
+}
+
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
                                    const FN(crnn_weights) *w, const int64_t *lengths,
                                    const real *x, const real *tape, size_t tape_size,
@@ -401,24 +434,9 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
                     dhb[j] = 0;
                 }
             }
-            FN(vtanh)(H, c_new + b * H, scratch_tanh_c);
-            const real *tanh_c = scratch_tanh_c;
-            for (ptrdiff_t j = 0; j < H; j++) {
-                /* [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g */
-                const real dc_new = dcb[j] + dr_b[j] * o[j] * (1 - tanh_c[j] * tanh_c[j]);
-                const real d_o = dr_b[j] * tanh_c[j];
-                const real d_i = dc_new * g[j];
-                const real d_f = dc_new * cp[j];
-                const real d_g = dc_new * i[j];
-                /* through the activations, from their saved outputs:
-                 * sigmoid' = s * (1 - s), tanh' = 1 - t * t */
-                dpb[Ii + j] = d_i * i[j] * (1 - i[j]);
-                dpb[If + j] = d_f * f[j] * (1 - f[j]);
-                dpb[Ig + j] = d_g * (1 - g[j] * g[j]);
-                dpb[Io + j] = d_o * o[j] * (1 - o[j]);
-                /* [B3] c_{t-1} reaches c_new through f */
-                dcb[j] = dc_new * f[j];
-            }
+            FN(vtanh)(H, c_new + b * H, NULL, scratch_tanh_c);
+            FN(lstm_cell_backward)(H, i, f, g, o, cp, scratch_tanh_c, dr_b, dcb,
+                                   dpb + Ii, dpb + If, dpb + Ig, dpb + Io);
         }
         /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
         FN(rgemm)(blas, B, P, GH, dpre_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, P);

@@ -110,14 +110,14 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
             copy_row(h_out + b * H, h_prev + b * H, (size_t)H * sizeof(real));
             continue;
         }
-        for (ptrdiff_t j = 0; j < H; j++)
-            pb[j] += bias[j];
         if (d->activation == CRNN_TANH) {
-            FN(vtanh)(H, pb, yb);
+            FN(vtanh)(H, pb, bias, yb);  /* the bias added on the way in */
         } else {
             /* relu as `a < 0 ? 0 : a` lets NaN through, as np.maximum does */
-            for (ptrdiff_t j = 0; j < H; j++)
-                yb[j] = pb[j] < 0 ? 0 : pb[j];
+            for (ptrdiff_t j = 0; j < H; j++) {
+                const real a = pb[j] + bias[j];
+                yb[j] = a < 0 ? 0 : a;
+            }
         }
         copy_row(h_out + b * H, yb, (size_t)H * sizeof(real));
     }
