@@ -82,7 +82,8 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
-        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH + B * H
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH
+               + B * GH + B * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
     }
     return 0;

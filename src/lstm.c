@@ -87,7 +87,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD: {
-        const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 4 * d->hidden_size, d->chunk_steps);
+        const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
         return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 2 * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
     }

@@ -69,7 +69,8 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
-        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H + B * H + packed;
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H
+               + B * H + packed;
     }
     return 0;
 }
