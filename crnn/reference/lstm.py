@@ -11,14 +11,15 @@ Step tags match src/lstm.c:
     [F1] input projection for all steps    [F2] recurrent product per step
     [F3] gates, cell and state update      [F4] projection (proj_size > 0)
     [B1] through the projection            [B2] through the cell and gates
-    [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx after the loop
+    [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import input_projection, sigmoid, time_order, valid_mask, weight_grads_over_time
+from ._sequence import (backward_chunks, input_projection, sigmoid, time_order, valid_mask,
+                        weight_grads_over_time)
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
@@ -44,7 +45,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
     xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
     y = np.zeros((T, B, W_hh.shape[1]), dtype=x.dtype)
     if training:
-        gates = np.empty((T, B, 4 * H), dtype=x.dtype)       # post-activation i, f, g, o
+        gates = xw        # post-activation i, f, g, o: step t's overwrite its input product
         c_new_all = np.empty((T, B, H), dtype=x.dtype)
         h_prev = np.empty_like(y)
         c_prev = np.empty((T, B, H), dtype=x.dtype)
@@ -94,41 +95,46 @@ def lstm_backward(cache, dy, dh_n, dc_n):
         grads: dict W_ih, W_hh, b_ih, b_hh, W_hr (None where the parameter is absent).
     """
     mask, gates, W_hh, W_hr = cache["mask"], cache["gates"], cache["W_hh"], cache["W_hr"]
+    x, W_ih, h_prev = cache["x"], cache["W_ih"], cache["h_prev"]
     T, B, G = gates.shape
     H = G // 4
-    dpre = np.zeros_like(gates)
+    dx = np.empty_like(x)
+    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G, dtype=x.dtype)
     dW_hr = np.zeros_like(W_hr) if W_hr is not None else None
     dh, dc = dh_n.copy(), dc_n.copy()
-    for t in time_order(T, not cache["reverse"]):
-        m = mask[t]
-        i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
-        tanh_c = np.tanh(cache["c_new"][t])
-        # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = m * (dy[t] + dh)
-        if W_hr is not None:
-            # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
-            dW_hr += dh_new.T @ (o * tanh_c)
-            dr = dh_new @ W_hr
-        else:
-            dr = dh_new
-        # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
-        dc_new = m * dc + dr * o * (1 - tanh_c * tanh_c)
-        do = dr * tanh_c
-        di = dc_new * g
-        df = dc_new * cache["c_prev"][t]
-        dg = dc_new * i
-        dpre[t] = np.concatenate([di * i * (1 - i), df * f * (1 - f),
-                                  dg * (1 - g * g), do * o * (1 - o)], axis=1)
-        # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
-        dh = dpre[t] @ W_hh + (1 - m) * dh
-        dc = dc_new * f + (1 - m) * dc
-    # [B4] all steps at once.
-    x = cache["x"]
-    dx = (dpre.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)
-    grads = dict(W_ih=weight_grads_over_time(dpre, x),
-                 W_hh=weight_grads_over_time(dpre, cache["h_prev"]),
-                 b_ih=None, b_hh=None, W_hr=dW_hr)
+    for steps in backward_chunks(T, B, cache["reverse"]):
+        first = min(steps)
+        dpre = np.empty((len(steps), B, G), dtype=x.dtype)   # this chunk's: dpre[t - first]
+        for t in steps:
+            m = mask[t]
+            i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
+            tanh_c = np.tanh(cache["c_new"][t])
+            # h_t feeds both y_t and step t+1: the two gradients meet here.
+            dh_new = m * (dy[t] + dh)
+            if W_hr is not None:
+                # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
+                dW_hr += dh_new.T @ (o * tanh_c)
+                dr = dh_new @ W_hr
+            else:
+                dr = dh_new
+            # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
+            dc_new = m * dc + dr * o * (1 - tanh_c * tanh_c)
+            do = dr * tanh_c
+            di = dc_new * g
+            df = dc_new * cache["c_prev"][t]
+            dg = dc_new * i
+            dpre[t - first] = np.concatenate([di * i * (1 - i), df * f * (1 - f),
+                                              dg * (1 - g * g), do * o * (1 - o)], axis=1)
+            # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
+            dh = dpre[t - first] @ W_hh + (1 - m) * dh
+            dc = dc_new * f + (1 - m) * dc
+        # [B4] the chunk's steps at once.
+        span = slice(first, first + len(steps))
+        dx[span] = (dpre.reshape(-1, G) @ W_ih).reshape(len(steps), B, -1)
+        dW_ih += weight_grads_over_time(dpre, x[span])
+        dW_hh += weight_grads_over_time(dpre, h_prev[span])
+        db += dpre.sum(axis=(0, 1))
+    grads = dict(W_ih=dW_ih, W_hh=dW_hh, b_ih=None, b_hh=None, W_hr=dW_hr)
     if cache["has_bias"]:
-        grads["b_ih"] = dpre.sum(axis=(0, 1))
-        grads["b_hh"] = grads["b_ih"].copy()
+        grads["b_ih"], grads["b_hh"] = db, db.copy()
     return dx, dh, dc, grads
