@@ -26,8 +26,9 @@ from crnn import _c_kernels  # noqa: E402
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 # The scale an error is measured against never drops below FLOOR: inputs and
 # weights are O(1), so a gradient that cancels down to 1e-4 (a single dh0
-# with H=1, say) still carries the rounding errors of its O(0.1) terms.
-FLOOR = {np.float32: 1e-2, np.float64: 1e-6}
+# with H=1, say) still carries the rounding errors of its O(0.1) terms
+# (float64: LSTM T=6, B=1, H=1 without bias has a dc0 of 1.4e-5 off by 4e-17).
+FLOOR = {np.float32: 1e-2, np.float64: 1e-4}
 
 
 def close(a, b, rtol, what):
