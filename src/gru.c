@@ -10,7 +10,7 @@
  *     [F1] input projection for all steps    [F2] recurrent product per step
  *     [F3] gates and state update
  *     [B1] through the state update and gates
- *     [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx after the loop
+ *     [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx per chunk of steps
  *
  * Unlike the LSTM, the recurrent product cannot be added into the gates
  * before the pointwise pass: n needs W_hn h + b_hn on its own (r multiplies
@@ -28,11 +28,14 @@
  *                                       the recurrent product of a step
  *     train     2*3H + B*3H             biases, recurrent product; [F1] writes
  *                                       into ws_gates
- *     backward  T*B*3H + B*3H + B*H     dpre_x over all steps (turned into
- *                                       dpre_h after the loop), dpre_h of a
- *                                       step, running dh
+ *     backward  Tc*B*3H + B*3H + B*H    dpre_x of one chunk of steps (turned
+ *                                       into dpre_h after the chunk's dx and
+ *                                       dW_ih), dpre_h of a step, running dh
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                       rgemm_shape(), at the end
+ * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
+ * backward visits the steps in chunks of Tc and runs [B3] per chunk, so no
+ * workspace grows with T.
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -43,6 +46,8 @@
 #ifndef CRNN_INSTANCE
 #include "common.h"
 
+enum { GRAD_MIN_ROWS = 256 };
+
 static crnn_status gru_check_desc(const crnn_gru_desc *d)
 {
     if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1 || d->chunk_steps < 0)
@@ -50,6 +55,18 @@ static crnn_status gru_check_desc(const crnn_gru_desc *d)
     if (d->reset_before != 0)
         return CRNN_EUNSUPPORTED;
     return CRNN_OK;
+}
+
+/* Steps per chunk of the backward: those of chunk_steps(), but (unless a
+ * number is requested) at least GRAD_MIN_ROWS rows of steps x batch. Each
+ * chunk's weight-gradient GEMMs read and write all of dW_ih and dW_hh: fewer
+ * rows would make them memory-bound (small batches, large H). */
+static ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
+{
+    const ptrdiff_t n = chunk_steps(T, B, GH, requested), tall = (GRAD_MIN_ROWS + B - 1) / B;
+    if (requested > 0 || n >= tall)
+        return n;
+    return tall < T ? tall : T;
 }
 
 size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
@@ -65,7 +82,8 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * GH + B * GH + B * H
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH
+               + B * GH + B * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
     }
     return 0;
@@ -287,6 +305,43 @@ static void FN(gru_cell_backward)(ptrdiff_t H,
     }
 }
 
+/* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
+ * share of the parameter gradients. Every pointer is at the chunk's first
+ * step: dpre_x (rows, 3H), which this overwrites, gates (rows, 3H) from the
+ * tape, x (rows, I), h_prev (rows, H) the states the steps started from; dx
+ * (rows, I) or NULL. */
+static void FN(gru_chunk_grads)(const crnn_blas *blas, const crnn_gru_desc *d,
+                                const FN(crnn_weights) *w, ptrdiff_t rows,
+                                real *dpre_x, const real *gates, const real *x, const real *h_prev,
+                                real *dx, const FN(crnn_grads) *grads)
+{
+    const ptrdiff_t I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
+    if (dx != NULL)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, GH, 1, dpre_x, GH, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre_x.T @ x   (3H, rows) x (rows, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, rows, 1, dpre_x, GH, x, I, 1, grads->dW_ih, I);
+    if (grads->db_ih != NULL)  /* db_ih += dpre_x.sum(axis=0) */
+        FN(add_colsum)(grads->db_ih, dpre_x, rows, GH);
+    if (grads->dW_hh == NULL && grads->db_hh == NULL)
+        return;
+
+    /* dpre_x is not needed any more: turn it into dpre_h in place. The two
+     * differ only in the n block, which saw hn through r * hn. */
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        const real *r = gates + row * GH + CRNN_GRU_R * H;
+        real *dn = dpre_x + row * GH + CRNN_GRU_N * H;
+        for (ptrdiff_t j = 0; j < H; j++)
+            dn[j] *= r[j];
+    }
+    const real *dpre_h = dpre_x;
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre_h.T @ h_prev   (3H, rows) x (rows, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, H, rows, 1, dpre_h, GH, h_prev, H, 1, grads->dW_hh, H);
+    if (grads->db_hh != NULL)  /* db_hh += dpre_h.sum(axis=0) */
+        FN(add_colsum)(grads->db_hh, dpre_h, rows, GH);
+}
+
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
                                   const FN(crnn_weights) *w, const int64_t *lengths,
                                   const real *x, const real *tape, size_t tape_size,
@@ -313,8 +368,9 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     const real *ws_hn = ws_gates + T * B * GH;        /* (T, B, H) */
     const real *ws_h = ws_hn + T * B * H;             /* (T+1, B, H) */
 
-    real *dpre_x = workspace;                         /* (T, B, 3H) dL/d(W_ih x + b_ih) */
-    real *dpre_h_t = dpre_x + T * B * GH;             /* (B, 3H) dL/d(W_hh h + b_hh), one step */
+    const ptrdiff_t Tc = backward_chunk_steps(T, B, GH, d->chunk_steps);
+    real *dpre_x = workspace;                         /* (Tc, B, 3H) dL/d(W_ih x + b_ih), a chunk */
+    real *dpre_h_t = dpre_x + Tc * B * GH;            /* (B, 3H) dL/d(W_hh h + b_hh), one step */
     real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
     /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
@@ -324,14 +380,22 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
                                         workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, GH));
 
-    /* The forward's steps in the opposite order. */
+    /* The forward's steps in the opposite order, in chunks of Tc steps:
+     * dpre_x holds one chunk, times t0 .. t0+nt-1, and [B3] runs on it after
+     * the chunk's last step. */
+    ptrdiff_t t0 = 0, nt = 0;
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
+        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
+        if (in_chunk == 0) {
+            nt = Tc < k + 1 ? Tc : k + 1;
+            t0 = rev ? t : t + 1 - nt;
+        }
         const real *gates = ws_gates + t * B * GH;
         const real *hn = ws_hn + t * B * H;
         const real *h_prev = ws_h + prev_slot(t, rev) * B * H;
         const real *dy_t = dy + t * B * H;
-        real *dpre_x_t = dpre_x + t * B * GH;
+        real *dpre_x_t = dpre_x + (t - t0) * B * GH;
         for (ptrdiff_t b = 0; b < B; b++) {
             real *dxb = dpre_x_t + b * GH, *dhb = dpre_h_t + b * GH;
             if (!step_valid(lengths, b, t)) {
@@ -349,36 +413,12 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
         }
         /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
         FN(rgemm)(blas, B, H, GH, dpre_h_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
+        if (in_chunk == nt - 1)
+            FN(gru_chunk_grads)(blas, d, w, nt * B, dpre_x, ws_gates + t0 * B * GH, x + t0 * B * I,
+                                ws_h + prev_slot(t0, rev) * B * H, dx != NULL ? dx + t0 * B * I : NULL, grads);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
-
-    /* [B3] all steps at once. */
-    if (dx != NULL)  /* dx = dpre_x @ W_ih   (T*B, 3H) x (3H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, GH, 1, dpre_x, GH, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
-        return CRNN_OK;
-    if (grads->dW_ih != NULL)  /* dW_ih += dpre_x.T @ x   (3H, T*B) x (T*B, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, T * B, 1, dpre_x, GH, x, I, 1, grads->dW_ih, I);
-    if (grads->db_ih != NULL)  /* db_ih += dpre_x.sum(axis=(0, 1)) */
-        FN(add_colsum)(grads->db_ih, dpre_x, T * B, GH);
-    if (grads->dW_hh == NULL && grads->db_hh == NULL)
-        return CRNN_OK;
-
-    /* dpre_x is not needed any more: turn it into dpre_h in place. The two
-     * differ only in the n block, which saw hn through r * hn. */
-    for (ptrdiff_t row = 0; row < T * B; row++) {
-        const real *r = ws_gates + row * GH + Ir;
-        real *dn = dpre_x + row * GH + In;
-        for (ptrdiff_t j = 0; j < H; j++)
-            dn[j] *= r[j];
-    }
-    const real *dpre_h = dpre_x;
-    if (grads->dW_hh != NULL)  /* dW_hh += dpre_h.T @ h_prev, h_prev = ws_h[rev : rev+T] */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, H, T * B,
-                 1, dpre_h, GH, ws_h + prev_slot(0, rev) * B * H, H, 1, grads->dW_hh, H);
-    if (grads->db_hh != NULL)  /* db_hh += dpre_h.sum(axis=(0, 1)) */
-        FN(add_colsum)(grads->db_hh, dpre_h, T * B, GH);
     return CRNN_OK;
 }
 

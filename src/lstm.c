@@ -10,7 +10,7 @@
  *     [F1] input projection for all steps    [F2] recurrent product per step
  *     [F3] gates, cell and state update      [F4] projection (P > 0)
  *     [B1] through the projection            [B2] through the cell and gates
- *     [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx after the loop
+ *     [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx per chunk of steps
  *
  * Tape (crnn_lstm_tape_size), GH = 4H, Pn = P if P > 0 else H:
  *     ws_gates (T, B, 4H)   post-activation i, f, g, o of every step
@@ -28,10 +28,13 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
- *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H] + 2*H
- *                                              dpre, dh, dc [, dh_new of every
- *                                              step for dW_hr, dr], tanh(c_new)
- *                                              and dr (P == 0) of one row
+ *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 2*H
+ *                                              dpre of one chunk, dh, dc [, dh_new
+ *                                              of the chunk for dW_hr, dr],
+ *                                              tanh(c_new) and dr (P == 0) of one row
+ * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
+ * backward visits the steps in chunks of Tc and runs [B4] (dx and the weight
+ * gradients) per chunk, so no workspace grows with T; only the tape does.
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -41,6 +44,8 @@
 /* ===== part 1: dtype-free ================================================ */
 #ifndef CRNN_INSTANCE
 #include "common.h"
+
+enum { GRAD_MIN_ROWS = 256 };
 
 static crnn_status lstm_check_desc(const crnn_lstm_desc *d)
 {
@@ -54,6 +59,18 @@ static crnn_status lstm_check_desc(const crnn_lstm_desc *d)
 
 /* Features of h: proj_size, or H without projection. */
 static ptrdiff_t lstm_P(const crnn_lstm_desc *d) { return d->proj_size > 0 ? d->proj_size : d->hidden_size; }
+
+/* Steps per chunk of the backward: those of chunk_steps(), but (unless a
+ * number is requested) at least GRAD_MIN_ROWS rows of steps x batch. Each
+ * chunk's weight-gradient GEMMs read and write all of dW_ih and dW_hh: fewer
+ * rows would make them memory-bound (small batches, large H). */
+static ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
+{
+    const ptrdiff_t n = chunk_steps(T, B, GH, requested), tall = (GRAD_MIN_ROWS + B - 1) / B;
+    if (requested > 0 || n >= tall)
+        return n;
+    return tall < T ? tall : T;
+}
 
 size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
 {
@@ -69,9 +86,11 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
                + (proj ? B * H + B * P : 0) + packed;
     case CRNN_PASS_TRAIN:
         return 2 * GH + (proj ? B * P : 0) + packed;
-    case CRNN_PASS_BACKWARD:
-        return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H
+    case CRNN_PASS_BACKWARD: {
+        const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
+        return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 2 * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
+    }
     }
     return 0;
 }
@@ -338,6 +357,34 @@ static void FN(lstm_cell_backward)(ptrdiff_t H,
     }
 }
 
+/* [B4] for one chunk of steps, rows = steps * B: dx of those steps and their
+ * share of the parameter gradients. Every pointer is at the chunk's first
+ * step: dpre (rows, 4H), dh_new (rows, P) and r (rows, H) if P > 0, x
+ * (rows, I), h_prev (rows, P) the states the steps started from; dx (rows, I)
+ * or NULL. */
+static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
+                                 const FN(crnn_weights) *w, ptrdiff_t rows,
+                                 const real *dpre, const real *dh_new, const real *x,
+                                 const real *h_prev, const real *r,
+                                 real *dx, const FN(crnn_grads) *grads)
+{
+    const ptrdiff_t I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
+    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, 4H) x (4H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, GH, 1, dpre, GH, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (4H, rows) x (rows, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, rows, 1, dpre, GH, x, I, 1, grads->dW_ih, I);
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev   (4H, rows) x (rows, P) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, P, rows, 1, dpre, GH, h_prev, P, 1, grads->dW_hh, P);
+    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=0) */
+        FN(add_colsum)(grads->db_ih, dpre, rows, GH);
+    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
+        FN(add_colsum)(grads->db_hh, dpre, rows, GH);
+    if (r != NULL && grads->dW_hr != NULL)  /* [B1] dW_hr += dh_new.T @ r   (P, rows) x (rows, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, P, H, rows, 1, dh_new, P, r, H, 1, grads->dW_hr, H);
+}
+
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
                                    const FN(crnn_weights) *w, const int64_t *lengths,
                                    const real *x, const real *tape, size_t tape_size,
@@ -366,11 +413,12 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     const real *ws_h = ws_c + (T + 1) * B * H;        /* (T+1, B, P) */
     const real *ws_r = ws_h + (T + 1) * B * P;        /* (T, B, H) if P > 0 */
 
-    real *dpre = workspace;                           /* (T, B, 4H) dL/d(pre-activations) */
-    real *dh = dpre + T * B * GH;                     /* (B, P) dL/dh_t, running */
+    const ptrdiff_t Tc = backward_chunk_steps(T, B, GH, d->chunk_steps);
+    real *dpre = workspace;                           /* (Tc, B, 4H) dL/d(pre-activations), a chunk */
+    real *dh = dpre + Tc * B * GH;                    /* (B, P) dL/dh_t, running */
     real *dc = dh + B * P;                            /* (B, H) dL/dc_t, running */
-    real *dh_new_all = proj ? dc + B * H : NULL;      /* (T, B, P) if P > 0 */
-    real *dr = proj ? dh_new_all + T * B * P : NULL;  /* (B, H) if P > 0 */
+    real *dh_new_all = proj ? dc + B * H : NULL;      /* (Tc, B, P) if P > 0, a chunk */
+    real *dr = proj ? dh_new_all + Tc * B * P : NULL; /* (B, H) if P > 0 */
     real *scratch_tanh_c = (proj ? dr + B * H : dc + B * H);  /* (H,) tanh(c_new) of a row */
     real *scratch_dr = scratch_tanh_c + H;            /* (H,) dL/dr of a row if P == 0 */
     copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
@@ -382,17 +430,25 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
                                         workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(P, GH));
 
-    /* The forward's steps in the opposite order. */
+    /* The forward's steps in the opposite order, in chunks of Tc steps:
+     * dpre holds one chunk, times t0 .. t0+nt-1, and [B4] runs on it after
+     * the chunk's last step. */
+    ptrdiff_t t0 = 0, nt = 0;
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
+        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
+        if (in_chunk == 0) {
+            nt = Tc < k + 1 ? Tc : k + 1;
+            t0 = rev ? t : t + 1 - nt;
+        }
         const real *gates = ws_gates + t * B * GH;
         const real *c_prev = ws_c + prev_slot(t, rev) * B * H;
         const real *c_new = ws_c + next_slot(t, rev) * B * H;
         const real *dy_t = dy + t * B * P;
-        real *dpre_t = dpre + t * B * GH;
+        real *dpre_t = dpre + (t - t0) * B * GH;
 
         if (proj) {
-            real *dh_new = dh_new_all + t * B * P;
+            real *dh_new = dh_new_all + (t - t0) * B * P;
             for (ptrdiff_t b = 0; b < B; b++) {
                 const int valid = step_valid(lengths, b, t);
                 for (ptrdiff_t j = 0; j < P; j++) {
@@ -404,7 +460,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
                 }
             }
             /* [B1] in the forward pass: h = r @ W_hr.T, so dr = dh_new @ W_hr
-             * (B, P) x (P, H); dW_hr waits for [B4]. */
+             * (B, P) x (P, H); dW_hr waits for the chunk's [B4]. */
             FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, P, 1, dh_new, P, w->W_hr, H, 0, dr, H);
         }
 
@@ -440,29 +496,15 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
         }
         /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
         FN(rgemm)(blas, B, P, GH, dpre_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, P);
+        if (in_chunk == nt - 1)
+            FN(lstm_chunk_grads)(blas, d, w, nt * B, dpre, dh_new_all, x + t0 * B * I,
+                                 ws_h + prev_slot(t0, rev) * B * P, proj ? ws_r + t0 * B * H : NULL,
+                                 dx != NULL ? dx + t0 * B * I : NULL, grads);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));
     if (dc0 != NULL)
         memcpy(dc0, dc, (size_t)(B * H) * sizeof(real));
-
-    /* [B4] all steps at once. */
-    if (dx != NULL)  /* dx = dpre @ W_ih   (T*B, 4H) x (4H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, GH, 1, dpre, GH, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
-        return CRNN_OK;
-    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (4H, T*B) x (T*B, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, T * B, 1, dpre, GH, x, I, 1, grads->dW_ih, I);
-    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev, h_prev = ws_h[rev : rev+T] */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, P, T * B,
-                 1, dpre, GH, ws_h + prev_slot(0, rev) * B * P, P, 1, grads->dW_hh, P);
-    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=(0, 1)) */
-        FN(add_colsum)(grads->db_ih, dpre, T * B, GH);
-    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
-        FN(add_colsum)(grads->db_hh, dpre, T * B, GH);
-    if (proj && grads->dW_hr != NULL)  /* [B1] dW_hr += dh_new.T @ r   (P, T*B) x (T*B, H) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, P, H, T * B,
-                 1, dh_new_all, P, ws_r, H, 1, grads->dW_hr, H);
     return CRNN_OK;
 }
 

@@ -5,7 +5,7 @@
  * The spec is crnn/reference/rnn.py; the step tags match it:
  *     [F1] input projection for all steps      [F2] recurrent product per step
  *     [F3] activation and masked state update  [B1] gradient through act
- *     [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx after the loop
+ *     [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx per chunk of steps
  *
  * Tape (crnn_rnn_tape_size = (T+1)*B*H elements):
  *     ws_h  (T+1, B, H)  the state before and after every step, in time
@@ -18,7 +18,10 @@
  *                             product of Tc = chunk_steps(..) steps
  *     train     2H            biases; [F1] writes into ws_h (the slot each
  *                             step then overwrites with its state)
- *     backward  T*B*H + B*H   dpre over all steps, running dh
+ *     backward  Tc*B*H + B*H  dpre of one chunk of Tc = backward_chunk_steps(..)
+ *                             steps, running dh: backward visits the steps in
+ *                             chunks and runs [B3] per chunk, so no workspace
+ *                             grows with T
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                             rgemm_shape(), at the end
  *
@@ -31,6 +34,8 @@
 #ifndef CRNN_INSTANCE
 #include "common.h"
 
+enum { GRAD_MIN_ROWS = 256 };
+
 static crnn_status rnn_check_desc(const crnn_rnn_desc *d)
 {
     if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1 || d->chunk_steps < 0)
@@ -38,6 +43,18 @@ static crnn_status rnn_check_desc(const crnn_rnn_desc *d)
     if (d->activation != CRNN_TANH && d->activation != CRNN_RELU)
         return CRNN_EINVAL;
     return CRNN_OK;
+}
+
+/* Steps per chunk of the backward: those of chunk_steps(), but (unless a
+ * number is requested) at least GRAD_MIN_ROWS rows of steps x batch. Each
+ * chunk's weight-gradient GEMMs read and write all of dW_ih and dW_hh: fewer
+ * rows would make them memory-bound (small batches, large H). */
+static ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
+{
+    const ptrdiff_t n = chunk_steps(T, B, GH, requested), tall = (GRAD_MIN_ROWS + B - 1) / B;
+    if (requested > 0 || n >= tall)
+        return n;
+    return tall < T ? tall : T;
 }
 
 size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
@@ -52,7 +69,8 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
-        return T * B * H + B * H + packed;
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H
+               + B * H + packed;
     }
     return 0;
 }
@@ -215,6 +233,30 @@ crnn_status FN(crnn_rnn_forward_train)(const crnn_blas *blas, const crnn_rnn_des
     return CRNN_OK;
 }
 
+/* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
+ * share of the parameter gradients. Every pointer is at the chunk's first
+ * step: dpre (rows, H), x (rows, I), h_prev (rows, H) the states the steps
+ * started from; dx (rows, I) or NULL. */
+static void FN(rnn_chunk_grads)(const crnn_blas *blas, const crnn_rnn_desc *d,
+                                const FN(crnn_weights) *w, ptrdiff_t rows,
+                                const real *dpre, const real *x, const real *h_prev,
+                                real *dx, const FN(crnn_grads) *grads)
+{
+    const ptrdiff_t I = d->input_size, H = d->hidden_size;
+    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, H) x (H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, H, 1, dpre, H, w->W_ih, I, 0, dx, I);
+    if (grads == NULL)
+        return;
+    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (H, rows) x (rows, I) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, I, rows, 1, dpre, H, x, I, 1, grads->dW_ih, I);
+    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev   (H, rows) x (rows, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, H, rows, 1, dpre, H, h_prev, H, 1, grads->dW_hh, H);
+    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=0) */
+        FN(add_colsum)(grads->db_ih, dpre, rows, H);
+    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
+        FN(add_colsum)(grads->db_hh, dpre, rows, H);
+}
+
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
                                   const FN(crnn_weights) *w, const int64_t *lengths,
                                   const real *x, const real *tape, size_t tape_size,
@@ -236,8 +278,9 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size;
     const int rev = d->reverse != 0;
     const real *ws_h = tape;                 /* (T+1, B, H) */
-    real *dpre = workspace;                  /* (T, B, H) dL/d(pre-activation) */
-    real *dh = workspace + T * B * H;        /* (B, H) dL/dh_t, running */
+    const ptrdiff_t Tc = backward_chunk_steps(T, B, H, d->chunk_steps);
+    real *dpre = workspace;                  /* (Tc, B, H) dL/d(pre-activation), a chunk */
+    real *dh = workspace + Tc * B * H;       /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
     /* W_hh (H, H) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
@@ -246,12 +289,20 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
                                         workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, H));
 
-    /* The forward's steps in the opposite order. */
+    /* The forward's steps in the opposite order, in chunks of Tc steps:
+     * dpre holds one chunk, times t0 .. t0+nt-1, and [B3] runs on it after
+     * the chunk's last step. */
+    ptrdiff_t t0 = 0, nt = 0;
     for (ptrdiff_t k = T - 1; k >= 0; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
+        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
+        if (in_chunk == 0) {
+            nt = Tc < k + 1 ? Tc : k + 1;
+            t0 = rev ? t : t + 1 - nt;
+        }
         const real *h_new = ws_h + next_slot(t, rev) * B * H;  /* = y[t] where valid */
         const real *dy_t = dy + t * B * H;
-        real *dpre_t = dpre + t * B * H;
+        real *dpre_t = dpre + (t - t0) * B * H;
         for (ptrdiff_t b = 0; b < B; b++) {
             real *dpb = dpre_t + b * H, *dhb = dh + b * H;
             const real *hb = h_new + b * H, *dyb = dy_t + b * H;
@@ -275,24 +326,12 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
         }
         /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
         FN(rgemm)(blas, B, H, H, dpre_t, H, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
+        if (in_chunk == nt - 1)
+            FN(rnn_chunk_grads)(blas, d, w, nt * B, dpre, x + t0 * B * I, ws_h + prev_slot(t0, rev) * B * H,
+                                dx != NULL ? dx + t0 * B * I : NULL, grads);
     }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
-
-    /* [B3] all steps at once. */
-    if (dx != NULL)  /* dx = dpre @ W_ih   (T*B, H) x (H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, T * B, I, H, 1, dpre, H, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
-        return CRNN_OK;
-    if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (H, T*B) x (T*B, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, I, T * B, 1, dpre, H, x, I, 1, grads->dW_ih, I);
-    if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev, h_prev = ws_h[rev : rev+T] */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, H, T * B,
-                 1, dpre, H, ws_h + prev_slot(0, rev) * B * H, H, 1, grads->dW_hh, H);
-    if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=(0, 1)) */
-        FN(add_colsum)(grads->db_ih, dpre, T * B, H);
-    if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
-        FN(add_colsum)(grads->db_hh, dpre, T * B, H);
     return CRNN_OK;
 }
 

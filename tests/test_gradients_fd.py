@@ -77,3 +77,16 @@ def test_layer_gradients_match_finite_differences(each_backend, cell, case):
     lengths, unbatched = case.pop("lengths", None), case.pop("unbatched", False)
     layer = make_layer(cell, I, H, dtype=np.float64, **case)
     check_layer_gradients(layer, T, B, lengths=lengths, unbatched=unbatched)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reference_backward_in_chunks_of_steps_matches_finite_differences(cell, monkeypatch):
+    """The NumPy backward, cut into chunks of 2 steps (T = 5: the last chunk has 1), both directions."""
+    import crnn
+    from crnn.reference import _sequence
+    B = 3
+    monkeypatch.setattr(_sequence, "BACKWARD_CHUNK_ROWS", 2 * B)
+    assert [len(c) for c in _sequence.backward_chunks(5, B, False)] == [2, 2, 1]
+    layer = make_layer(cell, 2, 3, dtype=np.float64, bidirectional=True)
+    with crnn.use_backend("numpy"):
+        check_layer_gradients(layer, 5, B, lengths=[5, 2, 3])

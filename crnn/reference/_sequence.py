@@ -24,6 +24,20 @@ def time_order(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+# Backward keeps the pre-activation gradients of about BACKWARD_CHUNK_ROWS
+# rows (steps x batch) at a time and turns each chunk into dx and weight
+# gradients before the next: its memory does not grow with T, and the
+# weight-gradient products stay tall.
+BACKWARD_CHUNK_ROWS = 512
+
+
+def backward_chunks(T: int, B: int, reverse: bool) -> list[range]:
+    """The backward's time order (forward's reversed) cut into runs of consecutive steps."""
+    order = time_order(T, not reverse)
+    steps = max(1, BACKWARD_CHUNK_ROWS // B)
+    return [order[k:k + steps] for k in range(0, T, steps)]
+
+
 def valid_mask(T: int, B: int, lengths: np.ndarray | None, dtype) -> np.ndarray | None:
     """(T, B, 1) array of 1.0 where step t of sequence b is valid, else 0.0;
     None when every step is valid (lengths None): the loops then skip the masking."""

@@ -11,15 +11,15 @@ Step tags match src/gru.c:
     [F1] input projection for all steps    [F2] recurrent product per step
     [F3] gates and state update
     [B1] through the state update and gates
-    [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx after the loop
+    [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import (input_projection, sigmoid, states_before, time_order, transposed,
-                        valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, input_projection, sigmoid, states_before, time_order,
+                        transposed, valid_mask, weight_grads_over_time)
 
 
 def gru_cell(xw_t, hw, h):
@@ -121,40 +121,49 @@ def gru_backward(cache, dy, dh_n):
         dx (T, B, I), dh0 (B, H), grads: dict W_ih, W_hh, b_ih, b_hh (biases None without bias).
     """
     mask, gates, W_hh, h_prev = cache["mask"], cache["gates"], cache["W_hh"], cache["h_prev"]
+    x, W_ih = cache["x"], cache["W_ih"]
     T, B, G = gates.shape
     H = G // 3
-    dpre_x = np.empty_like(gates)     # gradient w.r.t. W_ih x + b_ih (every step writes its row)
-    dpre_h = np.empty_like(gates)     # gradient w.r.t. W_hh h + b_hh
+    dx = np.empty_like(x)
+    dW_ih, dW_hh = np.zeros_like(W_ih), np.zeros_like(W_hh)
+    db_ih, db_hh = np.zeros(G, dtype=x.dtype), np.zeros(G, dtype=x.dtype)
     dh = dh_n.copy()
-    for t in time_order(T, not cache["reverse"]):
-        m = None if mask is None else mask[t]
-        r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
-        # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = dy[t] + dh
-        if m is not None:
-            dh_new *= m
-        # [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
-        #      n = tanh(xn + r * hn), r, z = sigmoid(.)
-        dn_pre = dh_new * (1 - z) * (1 - n * n)
-        dz_pre = dh_new * (h_prev[t] - n) * z * (1 - z)
-        dr_pre = dn_pre * cache["hn"][t] * r * (1 - r)
-        dpre_x[t, :, :H], dpre_x[t, :, H:2 * H], dpre_x[t, :, 2 * H:] = dr_pre, dz_pre, dn_pre
-        dpre_h[t, :, :2 * H] = dpre_x[t, :, :2 * H]
-        dpre_h[t, :, 2 * H:] = dn_pre * r
-        # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
-        #      a masked step passes dh on.
-        dh_prev = dpre_h[t] @ W_hh
-        dh_prev += dh_new * z
-        if m is not None:
-            dh_prev += (1 - m) * dh
-        dh = dh_prev
-    # [B3] all steps at once.
-    x = cache["x"]
-    dx = (dpre_x.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)
-    grads = dict(W_ih=weight_grads_over_time(dpre_x, x),
-                 W_hh=weight_grads_over_time(dpre_h, h_prev),
-                 b_ih=None, b_hh=None)
+    for steps in backward_chunks(T, B, cache["reverse"]):
+        first = min(steps)
+        # this chunk's gradients w.r.t. W_ih x + b_ih and W_hh h + b_hh: dpre_*[t - first]
+        dpre_x = np.empty((len(steps), B, G), dtype=x.dtype)
+        dpre_h = np.empty_like(dpre_x)
+        for t in steps:
+            m = None if mask is None else mask[t]
+            r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+            # h_t feeds both y_t and step t+1: the two gradients meet here.
+            dh_new = dy[t] + dh
+            if m is not None:
+                dh_new *= m
+            # [B1] in the forward pass: h_new = (1 - z) * n + z * h_prev,
+            #      n = tanh(xn + r * hn), r, z = sigmoid(.)
+            dn_pre = dh_new * (1 - z) * (1 - n * n)
+            dz_pre = dh_new * (h_prev[t] - n) * z * (1 - z)
+            dr_pre = dn_pre * cache["hn"][t] * r * (1 - r)
+            k = t - first
+            dpre_x[k, :, :H], dpre_x[k, :, H:2 * H], dpre_x[k, :, 2 * H:] = dr_pre, dz_pre, dn_pre
+            dpre_h[k, :, :2 * H] = dpre_x[k, :, :2 * H]
+            dpre_h[k, :, 2 * H:] = dn_pre * r
+            # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
+            #      a masked step passes dh on.
+            dh_prev = dpre_h[k] @ W_hh
+            dh_prev += dh_new * z
+            if m is not None:
+                dh_prev += (1 - m) * dh
+            dh = dh_prev
+        # [B3] the chunk's steps at once.
+        span = slice(first, first + len(steps))
+        dx[span] = (dpre_x.reshape(-1, G) @ W_ih).reshape(len(steps), B, -1)
+        dW_ih += weight_grads_over_time(dpre_x, x[span])
+        dW_hh += weight_grads_over_time(dpre_h, h_prev[span])
+        db_ih += dpre_x.sum(axis=(0, 1))
+        db_hh += dpre_h.sum(axis=(0, 1))
+    grads = dict(W_ih=dW_ih, W_hh=dW_hh, b_ih=None, b_hh=None)
     if cache["has_bias"]:
-        grads["b_ih"] = dpre_x.sum(axis=(0, 1))
-        grads["b_hh"] = dpre_h.sum(axis=(0, 1))
+        grads["b_ih"], grads["b_hh"] = db_ih, db_hh
     return dx, dh, grads

@@ -11,7 +11,7 @@ Step tags match src/lstm.c:
     [F1] input projection for all steps    [F2] recurrent product per step
     [F3] gates, cell and state update      [F4] projection (proj_size > 0)
     [B1] through the projection            [B2] through the cell and gates
-    [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx after the loop
+    [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import functools
 
 import numpy as np
 
-from ._sequence import (input_projection, states_before, time_order, transposed,
-                        valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, input_projection, states_before, time_order,
+                        transposed, valid_mask, weight_grads_over_time)
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,49 +148,55 @@ def lstm_backward(cache, dy, dh_n, dc_n):
         grads: dict W_ih, W_hh, b_ih, b_hh, W_hr (None where the parameter is absent).
     """
     mask, gates, W_hh, W_hr = cache["mask"], cache["gates"], cache["W_hh"], cache["W_hr"]
+    x, W_ih, h_prev, c_prev = cache["x"], cache["W_ih"], cache["h_prev"], cache["c_prev"]
     T, B, G = gates.shape
     H = G // 4
-    dpre = np.empty_like(gates)      # every step writes dpre[t]
+    dx = np.empty_like(x)
+    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G, dtype=x.dtype)
     dW_hr = np.zeros_like(W_hr) if W_hr is not None else None
     dh, dc = dh_n.copy(), dc_n.copy()
-    for t in time_order(T, not cache["reverse"]):
-        m = None if mask is None else mask[t]
-        i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
-        tanh_c = np.tanh(cache["c_new"][t])
-        # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = dy[t] + dh
-        if m is not None:
-            dh_new *= m
-        if W_hr is not None:
-            # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
-            dW_hr += dh_new.T @ (o * tanh_c)
-            dr = dh_new @ W_hr
-        else:
-            dr = dh_new
-        # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
-        dc_new = dr * o * (1 - tanh_c * tanh_c)
-        dc_new += dc if m is None else m * dc
-        do = dr * tanh_c
-        di = dc_new * g
-        df = dc_new * cache["c_prev"][t]
-        dg = dc_new * i
-        dpre[t, :, :H] = di * i * (1 - i)
-        dpre[t, :, H:2 * H] = df * f * (1 - f)
-        dpre[t, :, 2 * H:3 * H] = dg * (1 - g * g)
-        dpre[t, :, 3 * H:] = do * o * (1 - o)
-        # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
-        dh_prev, dc_prev = dpre[t] @ W_hh, dc_new * f
-        if m is not None:
-            dh_prev += (1 - m) * dh
-            dc_prev += (1 - m) * dc
-        dh, dc = dh_prev, dc_prev
-    # [B4] all steps at once.
-    x = cache["x"]
-    dx = (dpre.reshape(T * B, G) @ cache["W_ih"]).reshape(x.shape)
-    grads = dict(W_ih=weight_grads_over_time(dpre, x),
-                 W_hh=weight_grads_over_time(dpre, cache["h_prev"]),
-                 b_ih=None, b_hh=None, W_hr=dW_hr)
+    for steps in backward_chunks(T, B, cache["reverse"]):
+        first = min(steps)
+        dpre = np.empty((len(steps), B, G), dtype=x.dtype)   # this chunk's: dpre[t - first]
+        for t in steps:
+            m = None if mask is None else mask[t]
+            i, f, g, o = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:3 * H], gates[t, :, 3 * H:]
+            tanh_c = np.tanh(cache["c_new"][t])
+            # h_t feeds both y_t and step t+1: the two gradients meet here.
+            dh_new = dy[t] + dh
+            if m is not None:
+                dh_new *= m
+            if W_hr is not None:
+                # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
+                dW_hr += dh_new.T @ (o * tanh_c)
+                dr = dh_new @ W_hr
+            else:
+                dr = dh_new
+            # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
+            dc_new = dr * o * (1 - tanh_c * tanh_c)
+            dc_new += dc if m is None else m * dc
+            do = dr * tanh_c
+            di = dc_new * g
+            df = dc_new * c_prev[t]
+            dg = dc_new * i
+            k = t - first
+            dpre[k, :, :H] = di * i * (1 - i)
+            dpre[k, :, H:2 * H] = df * f * (1 - f)
+            dpre[k, :, 2 * H:3 * H] = dg * (1 - g * g)
+            dpre[k, :, 3 * H:] = do * o * (1 - o)
+            # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
+            dh_prev, dc_prev = dpre[k] @ W_hh, dc_new * f
+            if m is not None:
+                dh_prev += (1 - m) * dh
+                dc_prev += (1 - m) * dc
+            dh, dc = dh_prev, dc_prev
+        # [B4] the chunk's steps at once.
+        span = slice(first, first + len(steps))
+        dx[span] = (dpre.reshape(-1, G) @ W_ih).reshape(len(steps), B, -1)
+        dW_ih += weight_grads_over_time(dpre, x[span])
+        dW_hh += weight_grads_over_time(dpre, h_prev[span])
+        db += dpre.sum(axis=(0, 1))
+    grads = dict(W_ih=dW_ih, W_hh=dW_hh, b_ih=None, b_hh=None, W_hr=dW_hr)
     if cache["has_bias"]:
-        grads["b_ih"] = dpre.sum(axis=(0, 1))
-        grads["b_hh"] = grads["b_ih"].copy()
+        grads["b_ih"], grads["b_hh"] = db, db.copy()
     return dx, dh, dc, grads

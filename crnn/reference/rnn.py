@@ -5,15 +5,15 @@
 Step tags match src/rnn.c:
     [F1] input projection for all steps      [F2] recurrent product per step
     [F3] activation and masked state update  [B1] gradient through act
-    [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx after the loop
+    [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import (input_projection, states_before, time_order, transposed,
-                        valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, input_projection, states_before, time_order,
+                        transposed, valid_mask, weight_grads_over_time)
 
 
 def _relu(pre):
@@ -100,32 +100,38 @@ def rnn_backward(cache, dy, dh_n):
         dx (T, B, I), dh0 (B, H), grads: dict W_ih, W_hh, b_ih, b_hh (biases None without bias).
     """
     mask, y, h_prev, W_hh = cache["mask"], cache["y"], cache["h_prev"], cache["W_hh"]
-    T = y.shape[0]
-    dpre = np.empty_like(y)           # every step writes dpre[t]
+    x, W_ih = cache["x"], cache["W_ih"]
+    T, B, H = y.shape
+    dx = np.empty_like(x)
+    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(H, dtype=x.dtype)
+    tanh = cache["nonlinearity"] == "tanh"
     dh = dh_n.copy()
-    for t in time_order(T, not cache["reverse"]):
-        m = None if mask is None else mask[t]
-        # h_t feeds both y_t and step t+1: the two gradients meet here.
-        dh_new = dy[t] + dh
-        if m is not None:
-            dh_new *= m
-        # [B1] in the forward pass: h_new = act(pre); y holds h_new where valid.
-        if cache["nonlinearity"] == "tanh":
-            dpre[t] = dh_new * (1 - y[t] * y[t])
-        else:
-            dpre[t] = dh_new * (y[t] > 0)
-        # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
-        dh_prev = dpre[t] @ W_hh
-        if m is not None:
-            dh_prev += (1 - m) * dh
-        dh = dh_prev
-    # [B3] all steps at once.
-    x = cache["x"]
-    dx = (dpre.reshape(T * x.shape[1], -1) @ cache["W_ih"]).reshape(x.shape)
-    grads = dict(W_ih=weight_grads_over_time(dpre, x),
-                 W_hh=weight_grads_over_time(dpre, h_prev),
-                 b_ih=None, b_hh=None)
+    for steps in backward_chunks(T, B, cache["reverse"]):
+        first = min(steps)
+        dpre = np.empty((len(steps), B, H), dtype=x.dtype)   # this chunk's: dpre[t - first]
+        for t in steps:
+            m = None if mask is None else mask[t]
+            # h_t feeds both y_t and step t+1: the two gradients meet here.
+            dh_new = dy[t] + dh
+            if m is not None:
+                dh_new *= m
+            # [B1] in the forward pass: h_new = act(pre); y holds h_new where valid.
+            if tanh:
+                dpre[t - first] = dh_new * (1 - y[t] * y[t])
+            else:
+                dpre[t - first] = dh_new * (y[t] > 0)
+            # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
+            dh_prev = dpre[t - first] @ W_hh
+            if m is not None:
+                dh_prev += (1 - m) * dh
+            dh = dh_prev
+        # [B3] the chunk's steps at once.
+        span = slice(first, first + len(steps))
+        dx[span] = (dpre.reshape(-1, H) @ W_ih).reshape(len(steps), B, -1)
+        dW_ih += weight_grads_over_time(dpre, x[span])
+        dW_hh += weight_grads_over_time(dpre, h_prev[span])
+        db += dpre.sum(axis=(0, 1))
+    grads = dict(W_ih=dW_ih, W_hh=dW_hh, b_ih=None, b_hh=None)
     if cache["has_bias"]:
-        grads["b_ih"] = dpre.sum(axis=(0, 1))
-        grads["b_hh"] = grads["b_ih"].copy()
+        grads["b_ih"], grads["b_hh"] = db, db.copy()
     return dx, dh, grads

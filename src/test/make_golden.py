@@ -34,7 +34,8 @@ import reference as ref  # noqa: E402
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 # name, cell, sizes and options. Lengths mix full, short and zero-length
-# sequences; chunk > 0 makes the C inference split the input product.
+# sequences; chunk > 0 sets the C core's chunk of steps (inference's input
+# product, backward's dx and weight gradients).
 CASES = [
     dict(name="rnn_tanh", cell="rnn", T=5, B=4, I=3, H=4, lengths=[5, 2, 0, 4]),
     dict(name="rnn_tanh_reverse_chunked", cell="rnn", T=5, B=4, I=3, H=4, reverse=1,
