@@ -253,6 +253,22 @@ static inline ptrdiff_t chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrd
     return n < T ? n : T;
 }
 
+/* The backward turns each chunk of steps into dx and weight gradients
+ * before the next, so that its workspace does not grow with T. */
+enum { GRAD_MIN_ROWS = 256 };
+
+static inline ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
+{
+    /* chunk_steps(), but (unless a number is requested) at least
+     * GRAD_MIN_ROWS rows of steps x batch: each chunk's weight-gradient
+     * GEMMs read and write all of dW_ih and dW_hh, and fewer rows would make
+     * them memory-bound (small batches, large H). */
+    const ptrdiff_t n = chunk_steps(T, B, GH, requested), tall = (GRAD_MIN_ROWS + B - 1) / B;
+    if (requested > 0 || n >= tall)
+        return n;
+    return tall < T ? tall : T;
+}
+
 /* ---- argument checks ---- */
 
 static inline crnn_status check_lengths(const int64_t *lengths, ptrdiff_t T, ptrdiff_t B)

@@ -27,8 +27,9 @@
  * with lengths this gives PyTorch's packed bidirectional semantics.
  *
  * Memory: inference scratch does not grow with T (the input product over all
- * steps is done in chunks of desc.chunk_steps). Training keeps O(T) on the
- * tape and the backward workspace.
+ * steps is done in chunks of desc.chunk_steps), nor does the backward
+ * workspace (dx and the weight gradients are computed per chunk of steps).
+ * Training keeps O(T) on the tape only.
  *
  * Gradients: backward ASSIGNS dx, dh0 (dc0) and ACCUMULATES (+=) into the
  * parameter gradients of crnn_grads_*: zero them before the first call of a
@@ -124,7 +125,7 @@ typedef struct crnn_rnn_desc {
     ptrdiff_t steps, batch, input_size, hidden_size;
     crnn_activation activation;    /* CRNN_TANH (default) or CRNN_RELU */
     int reverse;                   /* nonzero: visit t = T-1 .. 0 */
-    ptrdiff_t chunk_steps;         /* inference: steps per input product; 0 = auto */
+    ptrdiff_t chunk_steps;         /* steps per chunk: inference's input product, backward's gradients; 0 = auto */
 } crnn_rnn_desc;
 
 typedef struct crnn_lstm_desc {
@@ -134,7 +135,7 @@ typedef struct crnn_lstm_desc {
     ptrdiff_t proj_size;           /* P > 0: h = W_hr (o*tanh(c)) has P features;
                                       0 (default): no projection, P = H */
     int reverse;                   /* nonzero: visit t = T-1 .. 0 */
-    ptrdiff_t chunk_steps;         /* inference: steps per input product; 0 = auto */
+    ptrdiff_t chunk_steps;         /* steps per chunk: inference's input product, backward's gradients; 0 = auto */
     /* Reserved for variants not built yet; must be 0 (else CRNN_EUNSUPPORTED). */
     int peephole;                  /* later: peephole weights in crnn_weights_* */
     double cell_clip;              /* later: clip c to [-cell_clip, cell_clip] */
@@ -145,7 +146,7 @@ typedef struct crnn_gru_desc {
        the imaginary-unit macro of <complex.h> in any C file that includes both. */
     ptrdiff_t steps, batch, input_size, hidden_size;
     int reverse;                   /* nonzero: visit t = T-1 .. 0 */
-    ptrdiff_t chunk_steps;         /* inference: steps per input product; 0 = auto */
+    ptrdiff_t chunk_steps;         /* steps per chunk: inference's input product, backward's gradients; 0 = auto */
     /* Reserved for variants not built yet; must be 0 (else CRNN_EUNSUPPORTED). */
     int reset_before;              /* later: n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
                                       (ONNX linear_before_reset=0, Keras reset_after=False) */

@@ -46,8 +46,6 @@
 #ifndef CRNN_INSTANCE
 #include "common.h"
 
-enum { GRAD_MIN_ROWS = 256 };
-
 static crnn_status gru_check_desc(const crnn_gru_desc *d)
 {
     if (d == NULL || d->steps < 1 || d->batch < 1 || d->input_size < 1 || d->hidden_size < 1 || d->chunk_steps < 0)
@@ -55,18 +53,6 @@ static crnn_status gru_check_desc(const crnn_gru_desc *d)
     if (d->reset_before != 0)
         return CRNN_EUNSUPPORTED;
     return CRNN_OK;
-}
-
-/* Steps per chunk of the backward: those of chunk_steps(), but (unless a
- * number is requested) at least GRAD_MIN_ROWS rows of steps x batch. Each
- * chunk's weight-gradient GEMMs read and write all of dW_ih and dW_hh: fewer
- * rows would make them memory-bound (small batches, large H). */
-static ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t GH, ptrdiff_t requested)
-{
-    const ptrdiff_t n = chunk_steps(T, B, GH, requested), tall = (GRAD_MIN_ROWS + B - 1) / B;
-    if (requested > 0 || n >= tall)
-        return n;
-    return tall < T ? tall : T;
 }
 
 size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
