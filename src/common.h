@@ -12,6 +12,7 @@
 #define CRNN_COMMON_H
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "crnn.h"
@@ -119,6 +120,13 @@ static inline int blas_threads(const crnn_blas *blas)
     return blas->num_threads != NULL ? blas->num_threads() : 1;
 }
 
+/* p rounded up to a 64-byte cache line; crnn_rgemm_packed_size() leaves the
+ * room for it. */
+static inline void *cache_line_up(void *p)
+{
+    return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
 {
     return T >= RGEMM_MIN_STEPS && B <= RGEMM_MAX_B;
@@ -137,6 +145,7 @@ static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T,
         return NULL;
     if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
+    space = cache_line_up(space);
     crnn_rgemm_pack_f32(N, K, trans_w, W, space);
     return space;
 }
@@ -149,6 +158,7 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
         return NULL;
     if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
+    space = cache_line_up(space);
     crnn_rgemm_pack_f64(N, K, trans_w, W, space);
     return space;
 }

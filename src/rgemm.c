@@ -326,7 +326,7 @@ void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdi
      * the zmm kernel is 1.25-1.8x faster than the AVX2 tile (M = 1, N x K =
      * 256 x 64 .. 512 x 128); where it does not, every zmm load spans two
      * lines and it measured up to 4x slower, so those stay on the AVX2 tile
-     * (a W packed into a caller's workspace has no alignment to count on). */
+     * (rgemm_prepare_* in common.h aligns the copies it makes). */
     if (have_avx512() && (M > 2 || (uintptr_t)Wp % 64 == 0))
         rgemm_avx512(M, N, K, A, lda, Wp, accumulate, C, ldc);
     else if (crnn_vmath_simd())

@@ -24,10 +24,13 @@
 
 enum { RGEMM_NR = 16 };
 
-/* Elements of the packed copy of an (N, K) matrix. */
+/* Elements of the packed copy of an (N, K) matrix, plus one panel row of
+ * slack: rgemm_prepare_* (common.h) start the copy on a cache line (the
+ * zmm loads of the kernels then never straddle two lines). Always a
+ * multiple of RGEMM_NR. */
 static inline size_t crnn_rgemm_packed_size(ptrdiff_t N, ptrdiff_t K)
 {
-    return (size_t)((N + RGEMM_NR - 1) / RGEMM_NR) * RGEMM_NR * (size_t)K;
+    return (size_t)((N + RGEMM_NR - 1) / RGEMM_NR) * RGEMM_NR * (size_t)K + RGEMM_NR;
 }
 
 /* Wp = the packed copy of W, an (N, K) matrix given row-major as W (N, K)
