@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "crnn.h"
+#include "parallel.h"
 #include "rgemm.h"
 #include "vmath.h"
 
@@ -135,6 +136,18 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
 {
     (void)blas, (void)T, (void)B, (void)N, (void)K, (void)trans_w, (void)W, (void)space;
     return NULL;  /* no float64 kernel: BLAS */
+}
+
+/* Threads for a forward pass's step loop, split by batch rows
+ * (parallel.h): 2 when the BLAS has threads to give, the recurrent product
+ * runs in the packed kernel (single-threaded, where the BLAS would use the
+ * threads itself) and there are enough rows to split. The step must make
+ * no BLAS call then: two callers would contend for one BLAS pool. */
+enum { PARALLEL_MIN_B = 8 };
+
+static inline int step_threads(const crnn_blas *blas, const void *W_hh_packed, ptrdiff_t B)
+{
+    return W_hh_packed != NULL && B >= PARALLEL_MIN_B && blas_threads(blas) > 1 ? 2 : 1;
 }
 
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the

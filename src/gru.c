@@ -151,6 +151,45 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     }
 }
 
+/* The steps of one chunk of the forward pass, for any range of rows. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_gru_desc *d;
+    const real *W_hh, *W_hh_packed, *b_ih, *b_hh;
+    const int64_t *lengths;
+    ptrdiff_t t0, n;       /* times t0 .. t0+n-1 */
+    real *xw;              /* (n, B, 3H) their input products */
+    real *hw;              /* (B, 3H) scratch */
+    real *ws_hn, *ws_h;    /* the tape (training), or NULL */
+    real *y, *h_n;
+} FN(gru_chunk);
+
+/* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
+ * nothing of other rows, so row ranges may run on different threads
+ * (parallel.h). gru_step sees them as a batch of b1 - b0. */
+static void FN(gru_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const FN(gru_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, H = c->d->hidden_size, GH = 3 * c->d->hidden_size;
+    const int rev = c->d->reverse != 0;
+    crnn_gru_desc rows = *c->d;
+    rows.batch = b1 - b0;
+    const int64_t *lengths = c->lengths != NULL ? c->lengths + b0 : NULL;
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
+        real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
+        real *y_t = c->y + t * B * H + b0 * H;
+        if (c->ws_h != NULL)
+            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t,
+                         gates, c->hw + b0 * GH, c->ws_hn + t * B * H + b0 * H,
+                         c->ws_h + prev_slot(t, rev) * B * H + b0 * H,
+                         c->ws_h + next_slot(t, rev) * B * H + b0 * H, y_t);
+        else
+            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t,
+                         gates, c->hw + b0 * GH, NULL, c->h_n + b0 * H, c->h_n + b0 * H, y_t);
+    }
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, input
  * product in chunks), otherwise training (everything on the tape).
  * Arguments are checked by the callers. */
@@ -188,6 +227,10 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
+    FN(gru_chunk) chunk = { blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, 0, 0, xw, hw,
+                            ws_hn, ws_h, y, h_n };
+    const int threads = step_threads(blas, W_hh_packed, B);
+
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
@@ -197,17 +240,9 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
                  1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
 
-        for (ptrdiff_t k = 0; k < n; k++) {
-            const ptrdiff_t t = t0 + step_time(k, n, rev);
-            real *gates = xw + (t - t0) * B * GH;
-            if (tape != NULL)
-                FN(gru_step)(blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, t, gates, hw,
-                             ws_hn + t * B * H, ws_h + prev_slot(t, rev) * B * H,
-                             ws_h + next_slot(t, rev) * B * H, y + t * B * H);
-            else
-                FN(gru_step)(blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, t, gates, hw,
-                             NULL, h_n, h_n, y + t * B * H);
-        }
+        chunk.t0 = t0;
+        chunk.n = n;
+        crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);
     }
     if (tape != NULL)
         memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));

@@ -187,6 +187,49 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     }
 }
 
+/* The steps of one chunk of the forward pass, for any range of rows. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_lstm_desc *d;
+    const FN(crnn_weights) *w;
+    const real *W_hh_packed, *bias;
+    const int64_t *lengths;
+    ptrdiff_t t0, n;               /* times t0 .. t0+n-1 */
+    real *xw;                      /* (n, B, 4H) their input products */
+    real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
+    real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
+} FN(lstm_chunk);
+
+/* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
+ * nothing of other rows, so row ranges may run on different threads
+ * (parallel.h). lstm_step sees them as a batch of b1 - b0. */
+static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const FN(lstm_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, H = c->d->hidden_size, GH = 4 * c->d->hidden_size, P = lstm_P(c->d);
+    const int rev = c->d->reverse != 0;
+    crnn_lstm_desc rows = *c->d;
+    rows.batch = b1 - b0;
+    const int64_t *lengths = c->lengths != NULL ? c->lengths + b0 : NULL;
+    real *r = c->r != NULL ? c->r + b0 * H : NULL, *hr = c->hr != NULL ? c->hr + b0 * P : NULL;
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
+        real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
+        real *y_t = c->y + t * B * P + b0 * P;
+        if (c->ws_h != NULL)
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+                          c->ws_h + prev_slot(t, rev) * B * P + b0 * P,
+                          c->ws_c + prev_slot(t, rev) * B * H + b0 * H,
+                          c->ws_h + next_slot(t, rev) * B * P + b0 * P,
+                          c->ws_c + next_slot(t, rev) * B * H + b0 * H,
+                          y_t, c->ws_r != NULL ? c->ws_r + t * B * H + b0 * H : NULL, hr);
+        else
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+                          c->h_n + b0 * P, c->c_n + b0 * H, c->h_n + b0 * P, c->c_n + b0 * H,
+                          y_t, r, hr);
+    }
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, c_n,
  * input product in chunks), otherwise training (everything on the tape).
  * Arguments are checked by the callers. */
@@ -236,6 +279,11 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
+    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw,
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };
+    /* [F4] calls the BLAS: one thread then */
+    const int threads = proj ? 1 : step_threads(blas, W_hh_packed, B);
+
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
@@ -245,18 +293,9 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
                  1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
 
-        for (ptrdiff_t k = 0; k < n; k++) {
-            const ptrdiff_t t = t0 + step_time(k, n, rev);
-            real *gates = xw + (t - t0) * B * GH;
-            if (tape != NULL)
-                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
-                              ws_h + prev_slot(t, rev) * B * P, ws_c + prev_slot(t, rev) * B * H,
-                              ws_h + next_slot(t, rev) * B * P, ws_c + next_slot(t, rev) * B * H,
-                              y + t * B * P, proj ? ws_r + t * B * H : NULL, hr);
-            else
-                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
-                              h_n, c_n, h_n, c_n, y + t * B * P, r, hr);
-        }
+        chunk.t0 = t0;
+        chunk.n = n;
+        crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
     }
     if (tape != NULL) {
         const ptrdiff_t last = rev ? 0 : T - 1;

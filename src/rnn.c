@@ -123,6 +123,39 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
     }
 }
 
+/* The steps of one chunk of the forward pass, for any range of rows. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_rnn_desc *d;
+    const real *W_hh, *W_hh_packed, *bias;
+    const int64_t *lengths;
+    ptrdiff_t t0, n;    /* times t0 .. t0+n-1 */
+    real *xw;           /* (n, B, H) their input products */
+    real *ws_h;         /* the tape (training), or NULL */
+    real *y, *h_n;
+} FN(rnn_chunk);
+
+/* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
+ * nothing of other rows, so row ranges may run on different threads
+ * (parallel.h). rnn_step sees them as a batch of b1 - b0. */
+static void FN(rnn_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const FN(rnn_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, H = c->d->hidden_size;
+    const int rev = c->d->reverse != 0;
+    crnn_rnn_desc rows = *c->d;
+    rows.batch = b1 - b0;
+    const int64_t *lengths = c->lengths != NULL ? c->lengths + b0 : NULL;
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
+        const real *h_prev = c->ws_h != NULL ? c->ws_h + prev_slot(t, rev) * B * H : c->h_n;
+        real *h_out = c->ws_h != NULL ? c->ws_h + next_slot(t, rev) * B * H : c->h_n;
+        FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t,
+                     c->xw + (t - c->t0) * B * H + b0 * H, h_prev + b0 * H, h_out + b0 * H,
+                     c->y + t * B * H + b0 * H);
+    }
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, input
  * product in chunks), otherwise training (states and input product on the
  * tape). Arguments are checked by the callers. */
@@ -156,6 +189,9 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
+    FN(rnn_chunk) chunk = { blas, d, w->W_hh, W_hh_packed, bias, lengths, 0, 0, xw, ws_h, y, h_n };
+    const int threads = step_threads(blas, W_hh_packed, B);
+
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
@@ -165,13 +201,9 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, H, I,
                  1, x + t0 * B * I, I, w->W_ih, I, 0, xw, H);
 
-        for (ptrdiff_t k = 0; k < n; k++) {
-            const ptrdiff_t t = t0 + step_time(k, n, rev);
-            const real *h_prev = tape ? ws_h + prev_slot(t, rev) * B * H : h_n;
-            real *h_out = tape ? ws_h + next_slot(t, rev) * B * H : h_n;
-            FN(rnn_step)(blas, d, w->W_hh, W_hh_packed, bias, lengths, t,
-                         xw + (t - t0) * B * H, h_prev, h_out, y + t * B * H);
-        }
+        chunk.t0 = t0;
+        chunk.n = n;
+        crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
     }
     if (tape != NULL)
         memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));
