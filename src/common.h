@@ -138,16 +138,45 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
     return NULL;  /* no float64 kernel: BLAS */
 }
 
-/* Threads for a forward pass's step loop, split by batch rows
- * (parallel.h): 2 when the BLAS has threads to give, the recurrent product
- * runs in the packed kernel (single-threaded, where the BLAS would use the
- * threads itself) and there are enough rows to split. The step must make
- * no BLAS call then: two callers would contend for one BLAS pool. */
+/* Forward passes of these shapes may split their steps by batch rows over
+ * two threads (parallel.h): the product per step (B, K) x (K, N) goes to
+ * the packed kernel even when the BLAS has threads (rgemm_prepare), and
+ * there are enough rows to split. The size functions reserve a packed copy
+ * of W_ih for them (see input_pack). */
 enum { PARALLEL_MIN_B = 8 };
 
-static inline int step_threads(const crnn_blas *blas, const void *W_hh_packed, ptrdiff_t B)
+static inline int parallel_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K)
 {
-    return W_hh_packed != NULL && B >= PARALLEL_MIN_B && blas_threads(blas) > 1 ? 2 : 1;
+    return rgemm_shape(T, B) && B >= PARALLEL_MIN_B && (double)B * N * K < RGEMM_THREADED_BLAS_MACS;
+}
+
+/* Threads for the step loop: 2 when the shape allows it, the BLAS has
+ * threads to give and the recurrent product runs in the packed kernel
+ * (W_hh_packed: single-threaded, where the BLAS would use the threads). */
+static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t N,
+                               ptrdiff_t K, const void *W_hh_packed)
+{
+    return parallel_shape(T, B, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
+}
+
+/* With the steps split, each thread also computes the input product [F1]
+ * of its own rows, in the packed kernel: a BLAS call would wake the BLAS's
+ * own threads, which then spin for a while (~0.1 s for OpenBLAS) on the
+ * cores the two halves run on, and two threads in one BLAS pool contend.
+ * Packs W_ih (N, K) into space and returns it (NULL for float64, which is
+ * never split). With NumPy's OpenBLAS the two
+ * give the same bits for K up to a few hundred (one pass over K); past
+ * that they differ by rounding. */
+static inline const float *input_pack_f32(ptrdiff_t N, ptrdiff_t K, const float *W_ih, float *space)
+{
+    crnn_rgemm_pack_f32(N, K, CRNN_TRANS, W_ih, space);
+    return space;
+}
+
+static inline const double *input_pack_f64(ptrdiff_t N, ptrdiff_t K, const double *W_ih, double *space)
+{
+    (void)N, (void)K, (void)W_ih, (void)space;
+    return NULL;  /* no float64 kernel: never split (rgemm_prepare_f64) */
 }
 
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the

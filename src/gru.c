@@ -33,6 +33,8 @@
  *                                       step, running dh
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                       rgemm_shape(), at the end
+ *     infer, train: + packed W_ih before it for the shapes of
+ *                   parallel_shape(), whose steps may be split by rows (common.h)
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -58,12 +60,14 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 3 * H;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(3 * d->hidden_size, d->hidden_size) : 0;
+    const size_t packed_ih = parallel_shape(d->steps, d->batch, 3 * d->hidden_size, d->hidden_size)
+                                 ? crnn_rgemm_packed_size(3 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH
-               + packed;
+               + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + B * GH + packed;
+        return 2 * GH + B * GH + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * GH + B * GH + B * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
@@ -155,9 +159,11 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
 typedef struct {
     const crnn_blas *blas;
     const crnn_gru_desc *d;
+    const real *W_ih, *W_ih_packed;  /* W_ih packed: [F1] here, by rows; NULL: done */
     const real *W_hh, *W_hh_packed, *b_ih, *b_hh;
     const int64_t *lengths;
     ptrdiff_t t0, n;       /* times t0 .. t0+n-1 */
+    const real *x;
     real *xw;              /* (n, B, 3H) their input products */
     real *hw;              /* (B, 3H) scratch */
     real *ws_hn, *ws_h;    /* the tape (training), or NULL */
@@ -170,7 +176,7 @@ typedef struct {
 static void FN(gru_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
 {
     const FN(gru_chunk) *c = arg;
-    const ptrdiff_t B = c->d->batch, H = c->d->hidden_size, GH = 3 * c->d->hidden_size;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 3 * c->d->hidden_size;
     const int rev = c->d->reverse != 0;
     crnn_gru_desc rows = *c->d;
     rows.batch = b1 - b0;
@@ -179,6 +185,9 @@ static void FN(gru_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
         real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
         real *y_t = c->y + t * B * H + b0 * H;
+        if (c->W_ih_packed != NULL)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
+            FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
+                      c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
             FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t,
                          gates, c->hw + b0 * GH, c->ws_hn + t * B * H + b0 * H,
@@ -227,18 +236,25 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
-    FN(gru_chunk) chunk = { blas, d, w->W_hh, W_hh_packed, b_ih, b_hh, lengths, 0, 0, xw, hw,
-                            ws_hn, ws_h, y, h_n };
-    const int threads = step_threads(blas, W_hh_packed, B);
+    const int threads = step_threads(blas, T, B, GH, H, W_hh_packed);
+    /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
+    const real *W_ih_packed = NULL;
+    if (threads > 1)
+        W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
+                                     workspace + crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
+                                         - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
+    FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
+                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n };
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
-                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), here or by rows */
+        if (W_ih_packed == NULL)
+            FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
+                     1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
 
         chunk.t0 = t0;
         chunk.n = n;

@@ -28,6 +28,8 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
+ *     infer, train: + packed W_ih before it for the shapes of parallel_shape()
+ *                   (P == 0), whose steps may be split by rows (common.h)
  *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H] + 2*H
  *                                              dpre, dh, dc [, dh_new of every
  *                                              step for dW_hr, dr], tanh(c_new)
@@ -63,12 +65,14 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
+    const size_t packed_ih = !proj && parallel_shape(d->steps, d->batch, 4 * d->hidden_size, lstm_P(d))
+                                 ? crnn_rgemm_packed_size(4 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
-               + (proj ? B * H + B * P : 0) + packed;
+               + (proj ? B * H + B * P : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + (proj ? B * P : 0) + packed;
+        return 2 * GH + (proj ? B * P : 0) + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
@@ -196,6 +200,7 @@ typedef struct {
     const int64_t *lengths;
     ptrdiff_t t0, n;               /* times t0 .. t0+n-1 */
     real *xw;                      /* (n, B, 4H) their input products */
+    const real *x, *W_ih_packed;   /* W_ih packed: [F1] here, by rows; NULL: done */
     real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
     real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
 } FN(lstm_chunk);
@@ -206,7 +211,8 @@ typedef struct {
 static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
 {
     const FN(lstm_chunk) *c = arg;
-    const ptrdiff_t B = c->d->batch, H = c->d->hidden_size, GH = 4 * c->d->hidden_size, P = lstm_P(c->d);
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 4 * c->d->hidden_size,
+                    P = lstm_P(c->d);
     const int rev = c->d->reverse != 0;
     crnn_lstm_desc rows = *c->d;
     rows.batch = b1 - b0;
@@ -216,6 +222,9 @@ static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
         real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
         real *y_t = c->y + t * B * P + b0 * P;
+        if (c->W_ih_packed != NULL)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
+            FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
+                      c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
             FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
                           c->ws_h + prev_slot(t, rev) * B * P + b0 * P,
@@ -279,19 +288,26 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
-    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw,
-                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };
     /* [F4] calls the BLAS: one thread then */
-    const int threads = proj ? 1 : step_threads(blas, W_hh_packed, B);
+    const int threads = proj ? 1 : step_threads(blas, T, B, GH, P, W_hh_packed);
+    /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
+    const real *W_ih_packed = NULL;
+    if (threads > 1)
+        W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
+                                     workspace + crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
+                                         - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
+    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
-                 1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here or by rows */
+        if (W_ih_packed == NULL)
+            FN(gemm)(blas, CRNN_NO_TRANS, CRNN_TRANS, n * B, GH, I,
+                     1, x + t0 * B * I, I, w->W_ih, I, 0, xw, GH);
 
         chunk.t0 = t0;
         chunk.n = n;

@@ -2,10 +2,13 @@
 
 With crnn.set_num_threads(2) the step loop of a float32 forward pass whose
 recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) runs
-half the rows on a worker thread. Every row is computed exactly as on one
-thread, so the results must be bit-for-bit those of one thread, and match
-the NumPy reference. Shapes where the split does not apply (float64, LSTM
-with projection, small batches) must give the same results too.
+half the rows on a worker thread, each thread with its own rows' input
+product. Every row is computed as on one thread except that the input
+product runs in the packed kernel instead of the BLAS: the same sums, so
+results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
+bit at these sizes), and match the NumPy reference. Shapes where the split
+does not apply (float64, LSTM with projection, small batches) must give
+the same results too.
 """
 
 from __future__ import annotations
@@ -73,13 +76,16 @@ def run(kernels, cell, T, B, I, H, dtype, P=None, lengths=None, reverse=False, t
     return out
 
 
-def assert_identical(a, b):
+def assert_same(a, b, rtol=1e-5):
+    """Equal up to rtol relative to the largest magnitude (one thread vs two)."""
     assert a.keys() == b.keys()
     for name in a:
         if a[name] is None:
             assert b[name] is None, name
         else:
-            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+            scale = max(float(np.abs(a[name]).max(initial=0)), 1.0)
+            err = float(np.abs(a[name] - b[name]).max(initial=0)) / scale
+            assert err <= rtol, f"{name}: 1 vs 2 threads differ by {err:.3g}"
 
 
 def assert_matches_reference(ours, ref, dtype):
@@ -104,7 +110,7 @@ CASES = [
 
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
 @pytest.mark.parametrize("cell,T,B,I,H,reverse,ragged", CASES)
-def test_two_threads_give_the_one_thread_results_bit_for_bit(blas_threads, cell, T, B, I, H,
+def test_two_threads_give_the_one_thread_results(blas_threads, cell, T, B, I, H,
                                                              reverse, ragged, training):
     lengths = None
     if ragged:
@@ -116,8 +122,8 @@ def test_two_threads_give_the_one_thread_results_bit_for_bit(blas_threads, cell,
     blas_threads(2)
     two = run(_c_kernels, cell, T, B, I, H, np.float32, **kw)
     again = run(_c_kernels, cell, T, B, I, H, np.float32, **kw)  # the parked worker, reused
-    assert_identical(one, two)
-    assert_identical(one, again)
+    assert_same(one, two)
+    np.testing.assert_array_equal(two["y"], again["y"])
     assert_matches_reference(two, run(reference, cell, T, B, I, H, np.float32, exact=True, **kw),
                              np.float32)
 
@@ -151,7 +157,7 @@ def test_shapes_that_stay_on_one_thread_give_the_same_results(blas_threads, case
     one = run(_c_kernels, "lstm", 10, B, 4, 12, dtype, **kw)
     blas_threads(2)
     two = run(_c_kernels, "lstm", 10, B, 4, 12, dtype, **kw)
-    assert_identical(one, two)
+    assert_same(one, two, rtol=0)
     assert_matches_reference(two, run(reference, "lstm", 10, B, 4, 12, dtype, exact=True, **kw), dtype)
 
 
@@ -166,7 +172,7 @@ def test_concurrent_callers_each_get_their_own_results(blas_threads):
     def caller(seed):
         try:
             for _ in range(5):
-                assert_identical(want[seed], run(_c_kernels, "lstm", 20, 24, 8, 32, np.float32,
+                assert_same(want[seed], run(_c_kernels, "lstm", 20, 24, 8, 32, np.float32,
                                                  seed=seed, training=False))
         except AssertionError as e:  # pragma: no cover - reported below
             errors.append(e)

@@ -9,11 +9,13 @@
  * 3. Shutdown, then a new worker on the next call.
  * 4. Every cell's float32 forward pass (inference and training), ragged
  *    lengths, both directions: a seam reporting two BLAS threads gives the
- *    results of one thread bit for bit.
+ *    results of one thread, to rounding: split, the input product runs in
+ *    the packed kernel (fused multiply-adds), not in this naive BLAS.
  * Exit status 0 iff every check passed.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,6 +208,17 @@ static result forward(int cell, const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
     return r;
 }
 
+/* max|a - b| <= 1e-5 * max(max|b|, 1) */
+static int close(const float *a, const float *b, size_t n)
+{
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return err <= 1e-5 * scale;
+}
+
 static void test_cells(void)
 {
     crnn_blas one = *crnn_blas_naive(), two = one;
@@ -226,14 +239,14 @@ static void test_cells(void)
                 const int64_t *len = ragged ? lengths : NULL;
                 result a = forward(cell, &one, T, B, I, H, reverse, len, train);
                 result b = forward(cell, &two, T, B, I, H, reverse, len, train);
-                ok &= a.n == b.n && memcmp(a.out, b.out, a.n * sizeof(float)) == 0;
+                ok &= a.n == b.n && close(a.out, b.out, a.n);
                 free(a.out), free(b.out);
             }
         }
         char what[64];
         snprintf(what, sizeof what, "%s: 2 threads == 1 thread", names[cell]);
         check(ok, what);
-        printf("%s %-13s forward, training forward: 2 threads == 1 thread, bit for bit\n",
+        printf("%s %-13s forward, training forward: 2 threads == 1 thread\n",
                ok ? "ok  " : "FAIL", names[cell]);
     }
 }
