@@ -108,9 +108,34 @@ static struct {
     void *job;
     ptrdiff_t b0, b1;
     int quit;               /* instead of a job: exit */
+    long elapsed_ns;        /* written by the worker: how long its rows took */
+    double caller_share;    /* under claim: see split_rows */
     progress posted, finished;
-} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0,
+} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0.5,
              PROGRESS_INIT, PROGRESS_INIT };
+
+/* The two threads seldom run equally fast: OpenBLAS's own threads spin on
+ * a core for ~0.1 s after every threaded call (a training step's backward
+ * pass leaves them spinning into the next forward), other processes take
+ * a core. The rows are shared in proportion to the speeds measured on the
+ * previous calls, caller_share of them to the caller, so that neither
+ * waits long for the other; which thread computes a row changes nothing in
+ * its result. */
+static ptrdiff_t split_rows(ptrdiff_t B)
+{
+    ptrdiff_t split = (ptrdiff_t)(worker.caller_share * (double)B + 0.5);
+    return split < 1 ? 1 : split > B - 1 ? B - 1 : split;
+}
+
+static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worker_ns)
+{
+    if (caller_ns <= 0 || worker_ns <= 0)
+        return;
+    const double caller_rate = (double)split / (double)caller_ns;
+    const double worker_rate = (double)(B - split) / (double)worker_ns;
+    const double share = 0.5 * worker.caller_share + 0.5 * caller_rate / (caller_rate + worker_rate);
+    worker.caller_share = share < 0.1 ? 0.1 : share > 0.9 ? 0.9 : share;
+}
 
 static void *worker_main(void *arg)
 {
@@ -122,7 +147,9 @@ static void *worker_main(void *arg)
         progress_wait(&worker.posted, n, WORKER_SPIN_NS);
         if (worker.quit)
             return NULL;
+        const long start = now_ns();
         worker.fn(worker.job, worker.b0, worker.b1);
+        worker.elapsed_ns = now_ns() - start;
         progress_advance(&worker.finished, n);
     }
 }
@@ -140,6 +167,7 @@ static int worker_running(void)
     progress_reset(&worker.finished);
     worker.jobs = 0;
     worker.quit = 0;
+    worker.caller_share = 0.5;
     /* Signals stay with the application's threads. */
     sigset_t all, old;
     sigfillset(&all);
@@ -153,8 +181,7 @@ static int worker_running(void)
 
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
 {
-    const ptrdiff_t split = B / 2;
-    if (threads < 2 || split == 0 || pthread_mutex_trylock(&worker.claim) != 0) {
+    if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
         fn(job, 0, B);
         return;
     }
@@ -163,14 +190,18 @@ void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
         fn(job, 0, B);
         return;
     }
+    const ptrdiff_t split = split_rows(B);
     worker.fn = fn;
     worker.job = job;
     worker.b0 = split;
     worker.b1 = B;
     const long n = ++worker.jobs;
     progress_advance(&worker.posted, n);
+    const long start = now_ns();
     fn(job, 0, split);
+    const long caller_ns = now_ns() - start;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
+    learn_share(split, B, caller_ns, worker.elapsed_ns);
     pthread_mutex_unlock(&worker.claim);
 }
 

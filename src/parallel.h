@@ -24,11 +24,13 @@
 /* The work on rows [b0, b1) of a batch; job is the caller's argument. */
 typedef void (*crnn_rows_fn)(void *job, ptrdiff_t b0, ptrdiff_t b1);
 
-/* fn(job, 0, B) with threads = 1. With threads = 2: fn(job, 0, split) on
- * the calling thread and fn(job, split, B) on the worker, split = B / 2,
- * returning when both are done; or fn(job, 0, B) on the calling thread if
- * the worker is busy with another caller or cannot be started. fn must not
- * depend on which thread runs it. */
+/* fn(job, 0, B) with threads = 1. With threads = 2 and B >= 2:
+ * fn(job, 0, split) on the calling thread and fn(job, split, B) on the
+ * worker, 0 < split < B, returning when both are done; or fn(job, 0, B) on
+ * the calling thread if the worker is busy with another caller or cannot
+ * be started. split follows the speeds of the two threads on the last
+ * calls (B / 2 while they are equal). fn must not depend on which thread
+ * runs it, nor on split. */
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B);
 
 /* Stops and joins the worker, if one is running (the next call to

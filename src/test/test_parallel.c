@@ -4,7 +4,8 @@
  *
  * 1. crnn_parallel_rows covers every row exactly once, the worker's rows on
  *    another thread, for batches of 1..40, one and two threads; handing
- *    over while the worker spins and after it has blocked.
+ *    over while the worker spins and after it has blocked; the split
+ *    follows a worker made slower than the caller.
  * 2. Two callers at once: both complete, each with all its rows.
  * 3. Shutdown, then a new worker on the next call.
  * 4. Every cell's float32 forward pass (inference and training), ragged
@@ -60,9 +61,9 @@ static void visit_rows(void *job, ptrdiff_t b0, ptrdiff_t b1)
     }
 }
 
-/* Runs B rows on `threads`; 1 if every row was visited once and, split,
- * with expect_split, the second half on the worker (another caller may
- * hold it otherwise). */
+/* Runs B rows on `threads`; 1 if every row was visited once and, with
+ * expect_split, split into a first part on the caller and a non-empty rest
+ * on the worker (another caller may hold it otherwise). */
 static int rows_ok(int threads, ptrdiff_t B, int expect_split)
 {
     visits v;
@@ -74,13 +75,13 @@ static int rows_ok(int threads, ptrdiff_t B, int expect_split)
     if (!expect_split)
         return 1;
     const pthread_t self = pthread_self();
-    for (ptrdiff_t b = 0; b < B; b++) {
-        const int on_caller = pthread_equal(v.thread[b], self) != 0;
-        const int split = threads == 2 && B >= 2;
-        if (on_caller != (!split || b < B / 2))
+    ptrdiff_t on_caller = 0;
+    while (on_caller < B && pthread_equal(v.thread[on_caller], self))
+        on_caller++;
+    for (ptrdiff_t b = on_caller; b < B; b++)
+        if (pthread_equal(v.thread[b], self))
             return 0;
-    }
-    return 1;
+    return threads == 2 && B >= 2 ? on_caller >= 1 && on_caller < B : on_caller == B;
 }
 
 static void test_rows(void)
@@ -101,6 +102,38 @@ static void test_rows(void)
     check(ok, "rows: repeated hand-overs, spinning and blocked");
     printf("%s rows          batches 1..%d, 1 and 2 threads, 20050 hand-overs\n",
            allok ? "ok  " : "FAIL", MAX_ROWS);
+}
+
+/* Rows cost 10 us on the caller's thread and 40 us on the worker's. */
+static pthread_t fast_thread;
+
+static void slow_on_worker(void *job, ptrdiff_t b0, ptrdiff_t b1)
+{
+    ptrdiff_t *caller_rows = job;
+    const int fast = pthread_equal(pthread_self(), fast_thread) != 0;
+    if (fast)
+        *caller_rows = b1 - b0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    const long cost_ns = (b1 - b0) * (fast ? 10000L : 40000L);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < cost_ns);
+}
+
+static void test_split_follows_speeds(void)
+{
+    fast_thread = pthread_self();
+    ptrdiff_t caller_rows = 0;
+    for (int i = 0; i < 30; i++)
+        crnn_parallel_rows(2, slow_on_worker, &caller_rows, 20);
+    /* 4x faster: 16 of 20 rows, but for the clamp (18) and timing noise */
+    const int ok = caller_rows >= 13;
+    check(ok, "split follows the threads' speeds");
+    printf("%s split         a 4x slower worker gets %td of 20 rows\n", ok ? "ok  " : "FAIL",
+           20 - caller_rows);
+    for (int i = 0; i < 30; i++)  /* and back to equal speeds */
+        rows_ok(2, 16, 1);
 }
 
 static void *concurrent_caller(void *arg)
@@ -254,6 +287,7 @@ static void test_cells(void)
 int main(void)
 {
     test_rows();
+    test_split_follows_speeds();
     test_concurrent_callers();
     test_shutdown_restart();
     test_cells();
