@@ -140,23 +140,27 @@ static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T
 
 /* Forward passes of these shapes may split their steps by batch rows over
  * two threads (parallel.h): the product per step (B, K) x (K, N) goes to
- * the packed kernel even when the BLAS has threads (rgemm_prepare), and
- * there are enough rows to split. The size functions reserve a packed copy
- * of W_ih for them (see input_pack). */
+ * the packed kernel even when the BLAS has threads (rgemm_prepare), there
+ * are enough rows to split, and enough work, (I + K) * N multiply-adds per
+ * row and step, to pay for handing rows to the other thread (measured: a
+ * GRU of T=50, B=16, I=H=64, 20M in all, still ran slower on two). The
+ * size functions reserve a packed copy of W_ih for them (see input_pack). */
 enum { PARALLEL_MIN_B = 8 };
+#define PARALLEL_MIN_MACS (64.0 * 1024 * 1024)
 
-static inline int parallel_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K)
+static inline int parallel_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N, ptrdiff_t K)
 {
-    return rgemm_shape(T, B) && B >= PARALLEL_MIN_B && (double)B * N * K < RGEMM_THREADED_BLAS_MACS;
+    return rgemm_shape(T, B) && B >= PARALLEL_MIN_B && (double)B * N * K < RGEMM_THREADED_BLAS_MACS
+           && (double)T * B * N * (I + K) >= PARALLEL_MIN_MACS;
 }
 
 /* Threads for the step loop: 2 when the shape allows it, the BLAS has
  * threads to give and the recurrent product runs in the packed kernel
  * (W_hh_packed: single-threaded, where the BLAS would use the threads). */
-static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t N,
-                               ptrdiff_t K, const void *W_hh_packed)
+static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
+                               ptrdiff_t N, ptrdiff_t K, const void *W_hh_packed)
 {
-    return parallel_shape(T, B, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
+    return parallel_shape(T, B, I, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
 }
 
 /* With the steps split, each thread also computes the input product [F1]

@@ -60,7 +60,7 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 3 * H;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(3 * d->hidden_size, d->hidden_size) : 0;
-    const size_t packed_ih = parallel_shape(d->steps, d->batch, 3 * d->hidden_size, d->hidden_size)
+    const size_t packed_ih = parallel_shape(d->steps, d->batch, d->input_size, 3 * d->hidden_size, d->hidden_size)
                                  ? crnn_rgemm_packed_size(3 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
@@ -236,7 +236,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
-    const int threads = step_threads(blas, T, B, GH, H, W_hh_packed);
+    const int threads = step_threads(blas, T, B, I, GH, H, W_hh_packed);
     /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
     const real *W_ih_packed = NULL;
     if (threads > 1)

@@ -65,7 +65,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
-    const size_t packed_ih = !proj && parallel_shape(d->steps, d->batch, 4 * d->hidden_size, lstm_P(d))
+    const size_t packed_ih = !proj && parallel_shape(d->steps, d->batch, d->input_size, 4 * d->hidden_size, lstm_P(d))
                                  ? crnn_rgemm_packed_size(4 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
@@ -289,7 +289,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     }
 
     /* [F4] calls the BLAS: one thread then */
-    const int threads = proj ? 1 : step_threads(blas, T, B, GH, P, W_hh_packed);
+    const int threads = proj ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
     /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
     const real *W_ih_packed = NULL;
     if (threads > 1)

@@ -48,7 +48,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, d->hidden_size) : 0;
-    const size_t packed_ih = parallel_shape(d->steps, d->batch, d->hidden_size, d->hidden_size)
+    const size_t packed_ih = parallel_shape(d->steps, d->batch, d->input_size, d->hidden_size, d->hidden_size)
                                  ? crnn_rgemm_packed_size(d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
@@ -199,7 +199,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
-    const int threads = step_threads(blas, T, B, H, H, W_hh_packed);
+    const int threads = step_threads(blas, T, B, I, H, H, W_hh_packed);
     /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
     const real *W_ih_packed = NULL;
     if (threads > 1)

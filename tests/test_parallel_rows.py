@@ -1,8 +1,8 @@
 """The C forward pass split by batch rows over two threads (src/parallel.h).
 
 With crnn.set_num_threads(2) the step loop of a float32 forward pass whose
-recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) runs
-half the rows on a worker thread, each thread with its own rows' input
+recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) and
+that has enough work (src/common.h, parallel_shape) runs part of the rows on a worker thread, each thread with its own rows' input
 product. Every row is computed as on one thread except that the input
 product runs in the packed kernel instead of the BLAS: the same sums, so
 results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
@@ -98,13 +98,14 @@ def assert_matches_reference(ours, ref, dtype):
 
 
 CASES = [
-    # cell, T, B, I, H, reverse, ragged lengths
-    ("lstm", 12, 16, 5, 24, False, False),
-    ("lstm", 9, 13, 3, 17, True, True),       # odd batch, odd H: a partial panel
-    ("gru", 20, 9, 4, 20, False, True),
-    ("gru", 20, 32, 6, 99, True, False),      # inference in chunks of 8 steps
-    ("rnn", 11, 8, 2, 40, True, True),
-    ("rnn", 12, 40, 7, 16, False, False),
+    # cell, T, B, I, H, reverse, ragged lengths: enough work to be split
+    # (parallel_shape() in src/common.h: T*B*G*H*(I+H) >= 64M multiply-adds)
+    ("lstm", 50, 16, 64, 128, False, False),
+    ("lstm", 33, 27, 37, 131, True, True),    # odd batch, odd H: a partial panel
+    ("gru", 100, 9, 100, 128, False, True),
+    ("gru", 40, 32, 20, 130, True, False),    # inference in chunks of 8 steps
+    ("rnn", 128, 8, 100, 256, True, True),
+    ("rnn", 100, 40, 64, 128, False, False),
 ]
 
 
@@ -132,7 +133,7 @@ def test_two_threads_give_the_one_thread_results(blas_threads, cell, T, B, I, H,
 def test_the_split_runs_on_a_worker_thread(blas_threads):
     """The worker names itself crnn-rows: proof that the 2-thread path ran."""
     blas_threads(2)
-    run(_c_kernels, "rnn", 10, 16, 4, 16, np.float32, training=False)
+    run(_c_kernels, "rnn", 100, 40, 64, 128, np.float32, training=False)
     names = []
     for task in os.listdir("/proc/self/task"):
         try:
@@ -143,37 +144,39 @@ def test_the_split_runs_on_a_worker_thread(blas_threads):
     assert "crnn-rows" in names
 
 
-@pytest.mark.parametrize("case", ["float64", "lstm_proj", "batch_below_split"])
+@pytest.mark.parametrize("case", ["float64", "lstm_proj", "batch_below_split", "little_work"])
 def test_shapes_that_stay_on_one_thread_give_the_same_results(blas_threads, case):
-    dtype, P, B = np.float32, None, 16
+    dtype, P, T, B, I, H = np.float32, None, 50, 16, 64, 128
     if case == "float64":
         dtype = np.float64
     elif case == "lstm_proj":
-        P = 5
+        P = 50
+    elif case == "batch_below_split":
+        T, B = 200, 7
     else:
-        B = 3
+        T, I, H = 10, 4, 12
     kw = dict(P=P, lengths=None, reverse=True, training=True)
     blas_threads(1)
-    one = run(_c_kernels, "lstm", 10, B, 4, 12, dtype, **kw)
+    one = run(_c_kernels, "lstm", T, B, I, H, dtype, **kw)
     blas_threads(2)
-    two = run(_c_kernels, "lstm", 10, B, 4, 12, dtype, **kw)
-    assert_same(one, two, rtol=0)
-    assert_matches_reference(two, run(reference, "lstm", 10, B, 4, 12, dtype, exact=True, **kw), dtype)
+    two = run(_c_kernels, "lstm", T, B, I, H, dtype, **kw)
+    assert_same(one, two, rtol=TOL[dtype])  # the backward's BLAS sums in its own order per thread count
+    assert_matches_reference(two, run(reference, "lstm", T, B, I, H, dtype, exact=True, **kw), dtype)
 
 
 def test_concurrent_callers_each_get_their_own_results(blas_threads):
     """Two Python threads in the C core at once: one gets the worker, the
     other runs on its own thread; both results are those of one thread."""
     blas_threads(1)
-    want = {s: run(_c_kernels, "lstm", 20, 24, 8, 32, np.float32, seed=s, training=False) for s in range(4)}
+    shape = ("lstm", 50, 16, 64, 128, np.float32)
+    want = {s: run(_c_kernels, *shape, seed=s, training=False) for s in range(4)}
     blas_threads(2)
     errors = []
 
     def caller(seed):
         try:
             for _ in range(5):
-                assert_same(want[seed], run(_c_kernels, "lstm", 20, 24, 8, 32, np.float32,
-                                                 seed=seed, training=False))
+                assert_same(want[seed], run(_c_kernels, *shape, seed=seed, training=False))
         except AssertionError as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -190,12 +193,13 @@ def test_a_forked_child_runs_with_a_worker_of_its_own(blas_threads):
     """The parent's worker thread does not exist in a child: the child must
     start its own instead of waiting for it forever."""
     blas_threads(2)
-    want = run(_c_kernels, "gru", 10, 16, 4, 16, np.float32, training=False)  # parent's worker runs
+    shape = ("gru", 40, 32, 20, 130, np.float32)
+    want = run(_c_kernels, *shape, training=False)  # the parent's worker runs
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
         ok = False
         try:
-            got = run(_c_kernels, "gru", 10, 16, 4, 16, np.float32, training=False)
+            got = run(_c_kernels, *shape, training=False)
             ok = all(np.array_equal(got[k], want[k]) for k in want)
         finally:
             os._exit(0 if ok else 1)
