@@ -33,8 +33,8 @@
  *                                       step, running dh
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                       rgemm_shape(), at the end
- *     infer, train: + packed W_ih before it for the shapes of
- *                   parallel_shape(), whose steps may be split by rows (common.h)
+ *     infer: + packed W_ih before it for the shapes of parallel_shape(),
+ *            whose steps may be split by rows (common.h)
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -67,7 +67,7 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH
                + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + B * GH + packed_ih + packed;
+        return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * GH + B * GH + B * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
@@ -236,12 +236,12 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
-    const int threads = step_threads(blas, T, B, I, GH, H, W_hh_packed);
+    const int threads = tape != NULL ? 1 : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
     /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
     const real *W_ih_packed = NULL;
     if (threads > 1)
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
-                                     workspace + crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
+                                     workspace + crnn_gru_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
                             0, 0, x, xw, hw, ws_hn, ws_h, y, h_n };

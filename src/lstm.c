@@ -28,8 +28,8 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
- *     infer, train: + packed W_ih before it for the shapes of parallel_shape()
- *                   (P == 0), whose steps may be split by rows (common.h)
+ *     infer: + packed W_ih before it for the shapes of parallel_shape()
+ *            (P == 0), whose steps may be split by rows (common.h)
  *     backward  T*B*4H + B*Pn + B*H [+ T*B*P + B*H] + 2*H
  *                                              dpre, dh, dc [, dh_new of every
  *                                              step for dW_hr, dr], tanh(c_new)
@@ -72,7 +72,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
                + (proj ? B * H + B * P : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + (proj ? B * P : 0) + packed_ih + packed;
+        return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD:
         return T * B * GH + B * P + B * H + (proj ? T * B * P + B * H : 0) + 2 * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
@@ -288,13 +288,13 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
-    /* [F4] calls the BLAS: one thread then */
-    const int threads = proj ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
+    /* [F4] calls the BLAS: one thread then; training too (common.h) */
+    const int threads = proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
     /* with two, each does its own rows' [F1]; W_ih packed just before W_hh */
     const real *W_ih_packed = NULL;
     if (threads > 1)
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
-                                     workspace + crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
+                                     workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
                              ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };

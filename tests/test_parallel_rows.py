@@ -1,9 +1,10 @@
 """The C forward pass split by batch rows over two threads (src/parallel.h).
 
-With crnn.set_num_threads(2) the step loop of a float32 forward pass whose
+With crnn.set_num_threads(2) the step loop of a float32 inference pass whose
 recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) and
 that has enough work (src/common.h, parallel_shape) runs part of the rows on a worker thread, each thread with its own rows' input
-product. Every row is computed as on one thread except that the input
+product (training forward passes stay on one thread; they are run here too,
+to check just that). Every row is computed as on one thread except that the input
 product runs in the packed kernel instead of the BLAS: the same sums, so
 results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
 bit at these sizes), and match the NumPy reference. Shapes where the split

@@ -8,10 +8,11 @@
  *    follows a worker made slower than the caller.
  * 2. Two callers at once: both complete, each with all its rows.
  * 3. Shutdown, then a new worker on the next call.
- * 4. Every cell's float32 forward pass (inference and training), ragged
- *    lengths, both directions: a seam reporting two BLAS threads gives the
- *    results of one thread, to rounding: split, the input product runs in
- *    the packed kernel (fused multiply-adds), not in this naive BLAS.
+ * 4. Every cell's float32 forward pass (inference, split; training, which
+ *    stays on one thread), ragged lengths, both directions: a seam
+ *    reporting two BLAS threads gives the results of one thread, to
+ *    rounding: split, the input product runs in the packed kernel (fused
+ *    multiply-adds), not in this naive BLAS.
  * Exit status 0 iff every check passed.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
