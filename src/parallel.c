@@ -17,11 +17,11 @@
 #include <unistd.h> /* getpid */
 
 /* How long a waiter spins before it blocks. The caller waits for the
- * worker's half of a job, which it has just matched with its own: a short
+ * worker's share of a job, which it has just matched with its own: a short
  * wait. The worker, once done, waits for the next job: the next chunk of
- * the same sequence comes after an input product (a few hundred us at the
- * medium shapes), and spinning through it would take a core from the
- * BLAS's own threads, so it blocks soon after. */
+ * the same sequence follows at once, but the next call comes after
+ * whatever the application does in between, maybe with the BLAS's own
+ * threads, whose core a spinning worker would take: it blocks soon. */
 enum { CALLER_SPIN_NS = 200 * 1000, WORKER_SPIN_NS = 20 * 1000 };
 
 /* ---- a counter one thread advances and another waits on ---- */
