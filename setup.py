@@ -42,7 +42,7 @@ VENDORED_NAME = "libscipy_openblas.so"
 # symbols (crnn_*) cannot clash with another library in the process.
 # -std=c11 (ISO, not gnu11): portable code; a file that needs POSIX or GNU
 # names defines _POSIX_C_SOURCE / _GNU_SOURCE itself, as _blas_runtime.c does.
-CFLAGS = ["-O3", "-std=c11", "-fvisibility=hidden"]
+CFLAGS = ["-O3", "-std=c11", "-fvisibility=hidden", "-pthread"]
 
 
 def _cython_directives():
@@ -79,6 +79,8 @@ def _extensions():
         extra_compile_args=CFLAGS,
         # dlopen/dlsym live in libdl before glibc 2.34 (manylinux_2_28).
         libraries=["dl"],
+        # src/parallel.c runs a worker thread
+        extra_link_args=["-pthread"],
     )
     # build_dir keeps the generated _ext.c out of the source tree.
     return cythonize([ext], compiler_directives=_cython_directives(),

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "crnn.h"
+#include "parallel.h"
 #include "rgemm.h"
 #include "vmath.h"
 
@@ -173,7 +174,58 @@ static inline const float *given_packed_f32(const float *packed)
 static inline const double *given_packed_f64(const double *packed)
 {
     (void)packed;
-    return NULL;  /* no float64 kernel: BLAS */
+    return NULL;  /* callers pack float32 only (crnn.h): float64 steps on the BLAS */
+}
+
+/* Forward passes of these shapes may split their steps by batch rows over
+ * two threads (parallel.h): the product per step (B, K) x (K, N) goes to
+ * the packed kernel even when the BLAS has threads (rgemm_prepare), there
+ * are enough rows to split, and enough work, (I + K) * N multiply-adds per
+ * row and step, to pay for handing rows to the other thread (measured: a
+ * GRU of T=50, B=16, I=H=64, 20M in all, still ran slower on two). The
+ * size functions reserve a packed copy of W_ih for them (see input_pack). */
+enum { PARALLEL_MIN_B = 8 };
+#define PARALLEL_MIN_MACS (64.0 * 1024 * 1024)
+
+static inline int parallel_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N, ptrdiff_t K)
+{
+    return rgemm_shape(T, B) && B >= PARALLEL_MIN_B && (double)B * N * K < RGEMM_THREADED_BLAS_MACS
+           && (double)T * B * N * (I + K) >= PARALLEL_MIN_MACS;
+}
+
+/* Threads for the step loop of inference: 2 when the shape allows it, the
+ * BLAS has threads to give and the recurrent product runs in the packed
+ * kernel (W_hh_packed: single-threaded, where the BLAS would use the
+ * threads). Training forward passes stay on one thread: in a training loop
+ * the previous backward pass's BLAS calls leave OpenBLAS's pool thread
+ * spinning (~0.1 s) on one of the two cores, and split steps measured 7-20%
+ * slower per forward + backward than one thread beside it (medium LSTM, GRU,
+ * RNN and the stacked LSTM), though 1.5x faster as forward passes alone. */
+static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
+                               ptrdiff_t N, ptrdiff_t K, const void *W_hh_packed)
+{
+    return parallel_shape(T, B, I, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
+}
+
+/* With the steps split, each thread also computes the input product [F1]
+ * of its own rows, in the packed kernel: a BLAS call would wake the BLAS's
+ * own threads, which then spin for a while (~0.1 s for OpenBLAS) on the
+ * cores the two halves run on, and two threads in one BLAS pool contend.
+ * Packs W_ih (N, K) into space (from its first cache line) and returns it.
+ * With NumPy's OpenBLAS the two give the same bits for K up to a few
+ * hundred (one pass over K); past that they differ by rounding. */
+static inline const float *input_pack_f32(ptrdiff_t N, ptrdiff_t K, const float *W_ih, float *space)
+{
+    space = cache_line_up(space);
+    crnn_rgemm_pack_f32(N, K, CRNN_TRANS, W_ih, space);
+    return space;
+}
+
+static inline const double *input_pack_f64(ptrdiff_t N, ptrdiff_t K, const double *W_ih, double *space)
+{
+    space = cache_line_up(space);
+    crnn_rgemm_pack_f64(N, K, CRNN_TRANS, W_ih, space);
+    return space;
 }
 
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the

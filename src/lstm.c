@@ -28,6 +28,8 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
+ *     infer: + packed W_ih before it for the shapes of parallel_shape()
+ *            (P == 0), whose steps may be split by rows (common.h)
  *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 2*H
  *                                              dpre of one chunk, dh, dc [, dh_new
  *                                              of the chunk for dW_hr, dr],
@@ -66,10 +68,12 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
+    const size_t packed_ih = !proj && parallel_shape(d->steps, d->batch, d->input_size, 4 * d->hidden_size, lstm_P(d))
+                                 ? crnn_rgemm_packed_size(4 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
-               + (proj ? B * H + B * P : 0) + packed;
+               + (proj ? B * H + B * P : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
         return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD: {
@@ -192,6 +196,54 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     }
 }
 
+/* The steps of one chunk of the forward pass, for any range of rows. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_lstm_desc *d;
+    const FN(crnn_weights) *w;
+    const real *W_hh_packed, *bias;
+    const int64_t *lengths;
+    ptrdiff_t t0, n;               /* times t0 .. t0+n-1 */
+    real *xw;                      /* (n, B, 4H) their input products */
+    const real *x, *W_ih_packed;   /* W_ih packed: [F1] here, by rows; NULL: done */
+    real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
+    real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
+} FN(lstm_chunk);
+
+/* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
+ * nothing of other rows, so row ranges may run on different threads
+ * (parallel.h). lstm_step sees them as a batch of b1 - b0. */
+static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const FN(lstm_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 4 * c->d->hidden_size,
+                    P = lstm_P(c->d);
+    const int rev = c->d->reverse != 0;
+    crnn_lstm_desc rows = *c->d;
+    rows.batch = b1 - b0;
+    const int64_t *lengths = c->lengths != NULL ? c->lengths + b0 : NULL;
+    real *r = c->r != NULL ? c->r + b0 * H : NULL, *hr = c->hr != NULL ? c->hr + b0 * P : NULL;
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
+        real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
+        real *y_t = c->y + t * B * P + b0 * P;
+        if (c->W_ih_packed != NULL)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
+            FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
+                      c->W_ih_packed, 0, gates, GH);
+        if (c->ws_h != NULL)
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+                          c->ws_h + prev_slot(t, rev) * B * P + b0 * P,
+                          c->ws_c + prev_slot(t, rev) * B * H + b0 * H,
+                          c->ws_h + next_slot(t, rev) * B * P + b0 * P,
+                          c->ws_c + next_slot(t, rev) * B * H + b0 * H,
+                          y_t, c->ws_r != NULL ? c->ws_r + t * B * H + b0 * H : NULL, hr);
+        else
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+                          c->h_n + b0 * P, c->c_n + b0 * H, c->h_n + b0 * P, c->c_n + b0 * H,
+                          y_t, r, hr);
+    }
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, c_n,
  * input product in chunks), otherwise training (everything on the tape).
  * Arguments are checked by the callers. */
@@ -243,26 +295,29 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
+    /* [F4] calls the BLAS: one thread then; training too (common.h) */
+    const int threads = proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
+    /* with two, each does its own rows' [F1] on a packed W_ih: the caller's,
+     * or packed here just before W_hh */
+    if (threads > 1 && W_ih_packed == NULL)
+        W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
+                                     workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
+                                         - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
+    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, threads > 1 ? W_ih_packed : NULL,
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };
+
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H) */
-        FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads do it by rows */
+        if (threads == 1)
+            FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
-        for (ptrdiff_t k = 0; k < n; k++) {
-            const ptrdiff_t t = t0 + step_time(k, n, rev);
-            real *gates = xw + (t - t0) * B * GH;
-            if (tape != NULL)
-                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
-                              ws_h + prev_slot(t, rev) * B * P, ws_c + prev_slot(t, rev) * B * H,
-                              ws_h + next_slot(t, rev) * B * P, ws_c + next_slot(t, rev) * B * H,
-                              y + t * B * P, proj ? ws_r + t * B * H : NULL, hr);
-            else
-                FN(lstm_step)(blas, d, w, W_hh_packed, bias, lengths, t, gates,
-                              h_n, c_n, h_n, c_n, y + t * B * P, r, hr);
-        }
+        chunk.t0 = t0;
+        chunk.n = n;
+        crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
     }
     if (tape != NULL) {
         const ptrdiff_t last = rev ? 0 : T - 1;

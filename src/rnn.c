@@ -24,6 +24,8 @@
  *                             grows with T
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                             rgemm_shape(), at the end
+ *     infer: + packed W_ih before it for the shapes of parallel_shape(),
+ *            whose steps may be split by rows (common.h)
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -49,9 +51,12 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, d->hidden_size) : 0;
+    const size_t packed_ih = parallel_shape(d->steps, d->batch, d->input_size, d->hidden_size, d->hidden_size)
+                                 ? crnn_rgemm_packed_size(d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
-        return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H + packed;
+        return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H
+               + packed_ih + packed;
     case CRNN_PASS_TRAIN:
         return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
@@ -127,6 +132,44 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
     }
 }
 
+/* The steps of one chunk of the forward pass, for any range of rows. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_rnn_desc *d;
+    const real *W_ih, *W_ih_packed;  /* W_ih packed: [F1] here, by rows; NULL: done */
+    const real *W_hh, *W_hh_packed, *bias;
+    const int64_t *lengths;
+    ptrdiff_t t0, n;    /* times t0 .. t0+n-1 */
+    const real *x;
+    real *xw;           /* (n, B, H) their input products */
+    real *ws_h;         /* the tape (training), or NULL */
+    real *y, *h_n;
+} FN(rnn_chunk);
+
+/* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
+ * nothing of other rows, so row ranges may run on different threads
+ * (parallel.h). rnn_step sees them as a batch of b1 - b0. */
+static void FN(rnn_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const FN(rnn_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
+    const int rev = c->d->reverse != 0;
+    crnn_rnn_desc rows = *c->d;
+    rows.batch = b1 - b0;
+    const int64_t *lengths = c->lengths != NULL ? c->lengths + b0 : NULL;
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
+        const real *h_prev = c->ws_h != NULL ? c->ws_h + prev_slot(t, rev) * B * H : c->h_n;
+        real *h_out = c->ws_h != NULL ? c->ws_h + next_slot(t, rev) * B * H : c->h_n;
+        real *pre = c->xw + (t - c->t0) * B * H + b0 * H;
+        if (c->W_ih_packed != NULL)  /* [F1] pre = x[t, b0:b1] @ W_ih.T */
+            FN(rgemm)(c->blas, b1 - b0, H, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
+                      c->W_ih_packed, 0, pre, H);
+        FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t,
+                     pre, h_prev + b0 * H, h_out + b0 * H, c->y + t * B * H + b0 * H);
+    }
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, input
  * product in chunks), otherwise training (states and input product on the
  * tape). Arguments are checked by the callers. */
@@ -162,21 +205,28 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
+    const int threads = tape != NULL ? 1 : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
+    /* with two, each does its own rows' [F1] on a packed W_ih: the caller's,
+     * or packed here just before W_hh */
+    if (threads > 1 && W_ih_packed == NULL)
+        W_ih_packed = FN(input_pack)(H, I, w->W_ih,
+                                     workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
+                                         - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
+    FN(rnn_chunk) chunk = { blas, d, w->W_ih, threads > 1 ? W_ih_packed : NULL, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
+                            x, xw, ws_h, y, h_n };
+
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H) */
-        FN(rgemm)(blas, n * B, H, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, H);
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), here unless the threads do it by rows */
+        if (threads == 1)
+            FN(rgemm)(blas, n * B, H, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, H);
 
-        for (ptrdiff_t k = 0; k < n; k++) {
-            const ptrdiff_t t = t0 + step_time(k, n, rev);
-            const real *h_prev = tape ? ws_h + prev_slot(t, rev) * B * H : h_n;
-            real *h_out = tape ? ws_h + next_slot(t, rev) * B * H : h_n;
-            FN(rnn_step)(blas, d, w->W_hh, W_hh_packed, bias, lengths, t,
-                         xw + (t - t0) * B * H, h_prev, h_out, y + t * B * H);
-        }
+        chunk.t0 = t0;
+        chunk.n = n;
+        crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
     }
     if (tape != NULL)
         memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));

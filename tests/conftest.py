@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import crnn
+
+# Property tests draw the same examples on every run (a suite that passes
+# keeps passing; no example database shared between checkouts);
+# HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("crnn", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "crnn"))
 
 # Tolerances per dtype, in one place: (forward, gradient), relative to the
 # largest magnitude of the reference array (a floor keeps near-zero arrays honest).

@@ -23,7 +23,9 @@ if "c" not in crnn.available_backends():
 
 from crnn import _c_kernels  # noqa: E402
 
-TOL = {np.float32: 1e-5, np.float64: 1e-12}
+# Float32 against the float64 oracle: a dx sums 4H float32 products that can
+# cancel (LSTM T=1, B=4, I=1, H=7, one valid row: 1.4e-5 of its scale).
+TOL = {np.float32: 3e-5, np.float64: 1e-12}
 # The scale an error is measured against never drops below FLOOR: inputs and
 # weights are O(1), so a gradient that cancels down to 1e-4 (a single dh0
 # with H=1, say) still carries the rounding errors of its O(0.1) terms

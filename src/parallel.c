@@ -1,0 +1,218 @@
+/* parallel.c -- the worker thread of parallel.h.
+ *
+ * A call hands the worker its rows through two counters: the caller
+ * advances `posted` (job n is ready), the worker advances `finished` (job n
+ * is done). Each side waits for the other's counter by spinning a short
+ * while, then blocking on a condition variable, so a parked worker costs
+ * nothing but a fresh one answers within a microsecond of being posted.
+ */
+#define _GNU_SOURCE /* pthread_setname_np; implies POSIX's pthreads, clock_gettime */
+
+#include "parallel.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h> /* getpid */
+
+/* How long a waiter spins before it blocks. The caller waits for the
+ * worker's share of a job, which it has just matched with its own: a short
+ * wait. The worker, once done, waits for the next job: the next chunk of
+ * the same sequence follows at once, but the next call comes after
+ * whatever the application does in between, maybe with the BLAS's own
+ * threads, whose core a spinning worker would take: it blocks soon. */
+enum { CALLER_SPIN_NS = 200 * 1000, WORKER_SPIN_NS = 20 * 1000 };
+
+/* ---- a counter one thread advances and another waits on ---- */
+
+typedef struct {
+    atomic_long value;    /* only grows */
+    atomic_int sleeping;  /* the waiter is (about to be) blocked on cond */
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+} progress;
+
+#define PROGRESS_INIT { 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER }
+
+static void progress_reset(progress *p)
+{
+    atomic_store(&p->value, 0);
+    atomic_store(&p->sleeping, 0);
+    pthread_mutex_init(&p->mutex, NULL);
+    pthread_cond_init(&p->cond, NULL);
+}
+
+/* Publishes v: everything written before this call is visible to the waiter
+ * once it sees v. */
+static void progress_advance(progress *p, long v)
+{
+    /* Both stores and both loads below are sequentially consistent: either
+     * the waiter sees the new value before it blocks, or this sees its
+     * sleeping flag and wakes it (taking the mutex it holds until it is in
+     * pthread_cond_wait). No wake-up is lost. */
+    atomic_store(&p->value, v);
+    if (atomic_load(&p->sleeping)) {
+        pthread_mutex_lock(&p->mutex);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mutex);
+    }
+}
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Returns once p->value >= target. */
+static void progress_wait(progress *p, long target, long spin_ns)
+{
+    if (atomic_load(&p->value) >= target)
+        return;
+    const long deadline = now_ns() + spin_ns;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load(&p->value) >= target)
+            return;
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() > deadline)
+            break;
+    }
+    pthread_mutex_lock(&p->mutex);
+    atomic_store(&p->sleeping, 1);
+    while (atomic_load(&p->value) < target)
+        pthread_cond_wait(&p->cond, &p->mutex);
+    atomic_store(&p->sleeping, 0);
+    pthread_mutex_unlock(&p->mutex);
+}
+
+/* ---- the worker ---- */
+
+static struct {
+    pthread_mutex_t claim;  /* held by the one caller using the worker */
+    /* under claim: */
+    int started;            /* a worker thread runs in process `pid` */
+    pid_t pid;
+    pthread_t thread;
+    long jobs;              /* jobs posted so far */
+    /* the job, written by the caller before it advances `posted` */
+    crnn_rows_fn fn;
+    void *job;
+    ptrdiff_t b0, b1;
+    int quit;               /* instead of a job: exit */
+    long elapsed_ns;        /* written by the worker: how long its rows took */
+    double caller_share;    /* under claim: see split_rows */
+    progress posted, finished;
+} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0.5,
+             PROGRESS_INIT, PROGRESS_INIT };
+
+/* The two threads seldom run equally fast: OpenBLAS's own threads spin on
+ * a core for ~0.1 s after every threaded call (a training step's backward
+ * pass leaves them spinning into the next forward), other processes take
+ * a core. The rows are shared in proportion to the speeds measured on the
+ * previous calls, caller_share of them to the caller, so that neither
+ * waits long for the other; which thread computes a row changes nothing in
+ * its result. */
+static ptrdiff_t split_rows(ptrdiff_t B)
+{
+    ptrdiff_t split = (ptrdiff_t)(worker.caller_share * (double)B + 0.5);
+    return split < 1 ? 1 : split > B - 1 ? B - 1 : split;
+}
+
+static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worker_ns)
+{
+    if (caller_ns <= 0 || worker_ns <= 0)
+        return;
+    const double caller_rate = (double)split / (double)caller_ns;
+    const double worker_rate = (double)(B - split) / (double)worker_ns;
+    const double share = 0.5 * worker.caller_share + 0.5 * caller_rate / (caller_rate + worker_rate);
+    worker.caller_share = share < 0.1 ? 0.1 : share > 0.9 ? 0.9 : share;
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+#if defined(__GLIBC__)
+    pthread_setname_np(pthread_self(), "crnn-rows");  /* as top -H and /proc show it */
+#endif
+    for (long n = 1;; n++) {
+        progress_wait(&worker.posted, n, WORKER_SPIN_NS);
+        if (worker.quit)
+            return NULL;
+        const long start = now_ns();
+        worker.fn(worker.job, worker.b0, worker.b1);
+        worker.elapsed_ns = now_ns() - start;
+        progress_advance(&worker.finished, n);
+    }
+}
+
+/* Starts the worker if it is not running in this process; claim held.
+ * Returns 0 if there is none. */
+static int worker_running(void)
+{
+    const pid_t pid = getpid();
+    if (worker.started && worker.pid == pid)
+        return 1;
+    /* Never started, or started by the parent of this forked child, where
+     * the thread does not exist: start afresh. */
+    progress_reset(&worker.posted);
+    progress_reset(&worker.finished);
+    worker.jobs = 0;
+    worker.quit = 0;
+    worker.caller_share = 0.5;
+    /* Signals stay with the application's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    const int rc = pthread_create(&worker.thread, NULL, worker_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    worker.started = rc == 0;
+    worker.pid = pid;
+    return worker.started;
+}
+
+void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
+{
+    if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
+        fn(job, 0, B);
+        return;
+    }
+    if (!worker_running()) {
+        pthread_mutex_unlock(&worker.claim);
+        fn(job, 0, B);
+        return;
+    }
+    const ptrdiff_t split = split_rows(B);
+    worker.fn = fn;
+    worker.job = job;
+    worker.b0 = split;
+    worker.b1 = B;
+    const long n = ++worker.jobs;
+    progress_advance(&worker.posted, n);
+    const long start = now_ns();
+    fn(job, 0, split);
+    const long caller_ns = now_ns() - start;
+    progress_wait(&worker.finished, n, CALLER_SPIN_NS);
+    learn_share(split, B, caller_ns, worker.elapsed_ns);
+    pthread_mutex_unlock(&worker.claim);
+}
+
+void crnn_parallel_shutdown(void)
+{
+    pthread_mutex_lock(&worker.claim);
+    if (worker.started && worker.pid == getpid()) {
+        worker.quit = 1;
+        progress_advance(&worker.posted, ++worker.jobs);
+        pthread_join(worker.thread, NULL);
+    }
+    worker.started = 0;
+    pthread_mutex_unlock(&worker.claim);
+}

@@ -1,0 +1,42 @@
+/* parallel.h -- a second thread for the rows of a batch. Internal.
+ *
+ * The sequences of a batch never meet in a forward pass: row b of step t
+ * reads only row b of step t-1 (and weights, which nobody writes). So a
+ * range of steps can run on rows [0, split) in one thread and on rows
+ * [split, B) in another, with no synchronisation until both are done, and
+ * every row computed exactly as it would be on one thread.
+ *
+ * What that buys: the recurrent product runs in the packed kernel
+ * (rgemm.h), which is single-threaded, so a step loop with a second core to
+ * spare leaves it idle; split by rows, each core streams the packed W_hh
+ * from its own L2.
+ *
+ * One worker thread per process, started on first use and then parked
+ * (spinning briefly, then blocked on a condition variable). One caller at a
+ * time: a caller that finds the worker busy with another thread's call runs
+ * its rows itself. A child process after fork() starts a worker of its own.
+ */
+#ifndef CRNN_PARALLEL_H
+#define CRNN_PARALLEL_H
+
+#include <stddef.h>
+
+/* The work on rows [b0, b1) of a batch; job is the caller's argument. */
+typedef void (*crnn_rows_fn)(void *job, ptrdiff_t b0, ptrdiff_t b1);
+
+/* fn(job, 0, B) with threads = 1. With threads = 2 and B >= 2:
+ * fn(job, 0, split) on the calling thread and fn(job, split, B) on the
+ * worker, 0 < split < B, returning when both are done; or fn(job, 0, B) on
+ * the calling thread if the worker is busy with another caller or cannot
+ * be started. split follows the speeds of the two threads on the last
+ * calls (B / 2 while they are equal). fn must not depend on which thread
+ * runs it, nor on split. */
+void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B);
+
+/* Stops and joins the worker, if one is running (the next call to
+ * crnn_parallel_rows starts a new one). Not while another thread is inside
+ * crnn_parallel_rows. For tests and leak checkers; a process may exit with
+ * the worker parked. */
+void crnn_parallel_shutdown(void);
+
+#endif /* CRNN_PARALLEL_H */

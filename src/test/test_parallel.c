@@ -1,0 +1,302 @@
+/* test_parallel.c -- the worker of parallel.h, and the cells split by rows.
+ *
+ *     make -C src test       builds and runs this with the other C tests
+ *
+ * 1. crnn_parallel_rows covers every row exactly once, the worker's rows on
+ *    another thread, for batches of 1..40, one and two threads; handing
+ *    over while the worker spins and after it has blocked; the split
+ *    follows a worker made slower than the caller.
+ * 2. Two callers at once: both complete, each with all its rows.
+ * 3. Shutdown, then a new worker on the next call.
+ * 4. Every cell's float32 forward pass (inference, split; training, which
+ *    stays on one thread), ragged lengths, both directions: a seam
+ *    reporting two BLAS threads gives the results of one thread, to
+ *    rounding: split, the input product runs in the packed kernel (fused
+ *    multiply-adds), not in this naive BLAS.
+ * Exit status 0 iff every check passed.
+ */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crnn.h"
+#include "parallel.h"
+
+static int allok = 1;
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        printf("FAIL %s\n", what);
+        allok = 0;
+    }
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = { 0, us * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- 1-3: the worker ---- */
+
+enum { MAX_ROWS = 40 };
+
+typedef struct {
+    int seen[MAX_ROWS];          /* times each row was visited */
+    pthread_t thread[MAX_ROWS];  /* by whom */
+} visits;
+
+static void visit_rows(void *job, ptrdiff_t b0, ptrdiff_t b1)
+{
+    visits *v = job;
+    for (ptrdiff_t b = b0; b < b1; b++) {
+        v->seen[b]++;
+        v->thread[b] = pthread_self();
+    }
+}
+
+/* Runs B rows on `threads`; 1 if every row was visited once and, with
+ * expect_split, split into a first part on the caller and a non-empty rest
+ * on the worker (another caller may hold it otherwise). */
+static int rows_ok(int threads, ptrdiff_t B, int expect_split)
+{
+    visits v;
+    memset(&v, 0, sizeof v);
+    crnn_parallel_rows(threads, visit_rows, &v, B);
+    for (ptrdiff_t b = 0; b < B; b++)
+        if (v.seen[b] != 1)
+            return 0;
+    if (!expect_split)
+        return 1;
+    const pthread_t self = pthread_self();
+    ptrdiff_t on_caller = 0;
+    while (on_caller < B && pthread_equal(v.thread[on_caller], self))
+        on_caller++;
+    for (ptrdiff_t b = on_caller; b < B; b++)
+        if (pthread_equal(v.thread[b], self))
+            return 0;
+    return threads == 2 && B >= 2 ? on_caller >= 1 && on_caller < B : on_caller == B;
+}
+
+static void test_rows(void)
+{
+    int ok = 1;
+    for (int threads = 1; threads <= 2; threads++)
+        for (ptrdiff_t B = 1; B <= MAX_ROWS; B++)
+            ok &= rows_ok(threads, B, 1);
+    check(ok, "rows: every row once, the second half on the worker");
+
+    ok = 1;
+    for (int i = 0; i < 20000; i++)  /* handed over while the worker spins */
+        ok &= rows_ok(2, 8 + i % 5, 1);
+    for (int i = 0; i < 50; i++) {   /* and after it has blocked */
+        sleep_us(i % 2 ? 30 : 2000);
+        ok &= rows_ok(2, 16, 1);
+    }
+    check(ok, "rows: repeated hand-overs, spinning and blocked");
+    printf("%s rows          batches 1..%d, 1 and 2 threads, 20050 hand-overs\n",
+           allok ? "ok  " : "FAIL", MAX_ROWS);
+}
+
+/* Rows cost 10 us on the caller's thread and 40 us on the worker's. */
+static pthread_t fast_thread;
+
+static void slow_on_worker(void *job, ptrdiff_t b0, ptrdiff_t b1)
+{
+    ptrdiff_t *caller_rows = job;
+    const int fast = pthread_equal(pthread_self(), fast_thread) != 0;
+    if (fast)
+        *caller_rows = b1 - b0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    const long cost_ns = (b1 - b0) * (fast ? 10000L : 40000L);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < cost_ns);
+}
+
+static void test_split_follows_speeds(void)
+{
+    fast_thread = pthread_self();
+    ptrdiff_t caller_rows = 0;
+    for (int i = 0; i < 30; i++)
+        crnn_parallel_rows(2, slow_on_worker, &caller_rows, 20);
+    /* 4x faster: 16 of 20 rows, but for the clamp (18) and timing noise */
+    const int ok = caller_rows >= 13;
+    check(ok, "split follows the threads' speeds");
+    printf("%s split         a 4x slower worker gets %td of 20 rows\n", ok ? "ok  " : "FAIL",
+           20 - caller_rows);
+    for (int i = 0; i < 30; i++)  /* and back to equal speeds */
+        rows_ok(2, 16, 1);
+}
+
+static void *concurrent_caller(void *arg)
+{
+    int *ok = arg;
+    /* either caller may get the worker; each must see all its rows once */
+    for (int i = 0; i < 5000; i++)
+        *ok &= rows_ok(2, 24, 0);
+    return NULL;
+}
+
+static void test_concurrent_callers(void)
+{
+    int ok[2] = { 1, 1 };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, concurrent_caller, &ok[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    check(ok[0] && ok[1], "two callers at once");
+    printf("%s two callers   at once, 5000 calls each\n", ok[0] && ok[1] ? "ok  " : "FAIL");
+}
+
+static void test_shutdown_restart(void)
+{
+    crnn_parallel_shutdown();
+    crnn_parallel_shutdown();  /* twice: nothing to stop */
+    int ok = rows_ok(2, 10, 1);
+    crnn_parallel_shutdown();
+    ok &= rows_ok(2, 11, 1);
+    check(ok, "shutdown, then a new worker");
+    printf("%s shutdown      then a new worker on the next call\n", ok ? "ok  " : "FAIL");
+}
+
+/* ---- 4: the cells at two threads against one ---- */
+
+static int one_thread(void) { return 1; }
+static int two_threads(void) { return 2; }
+
+static float *random_array(size_t n, unsigned *state, float scale)
+{
+    float *a = malloc(n * sizeof *a);
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 1103515245u + 12345u;
+        a[i] = scale * ((float)((*state >> 8) & 0xFFFF) / 32768.0f - 1.0f);
+    }
+    return a;
+}
+
+/* The outputs of one forward pass, concatenated. */
+typedef struct {
+    float *out;
+    size_t n;
+} result;
+
+enum { CELL_RNN, CELL_LSTM, CELL_GRU };
+
+static result forward(int cell, const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
+                      ptrdiff_t H, int reverse, const int64_t *lengths, int train)
+{
+    const ptrdiff_t G = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
+    unsigned seed = 12345;
+    float *x = random_array((size_t)(T * B * I), &seed, 1.0f);
+    float *W_ih = random_array((size_t)(G * H * I), &seed, 0.2f);
+    /* U(-1/sqrt(H), 1/sqrt(H)), as PyTorch initialises: a contracting
+     * recurrence, where rounding differences do not grow step by step */
+    float *W_hh = random_array((size_t)(G * H * H), &seed, 1.0f / sqrtf((float)H));
+    float *b_ih = random_array((size_t)(G * H), &seed, 0.5f);
+    float *b_hh = random_array((size_t)(G * H), &seed, 0.5f);
+    float *h0 = random_array((size_t)(B * H), &seed, 1.0f);
+    float *c0 = random_array((size_t)(B * H), &seed, 1.0f);
+    const crnn_weights_f32 w = { W_ih, W_hh, b_ih, b_hh, NULL };
+
+    size_t ws = 0, tape_n = 0;
+    crnn_rnn_desc rd = { T, B, I, H, CRNN_TANH, reverse, 0 };
+    crnn_lstm_desc ld = { T, B, I, H, 0, reverse, 0, 0, 0.0 };
+    crnn_gru_desc gd = { T, B, I, H, reverse, 0, 0 };
+    const crnn_pass pass = train ? CRNN_PASS_TRAIN : CRNN_PASS_INFER;
+    if (cell == CELL_RNN) {
+        ws = crnn_rnn_workspace_size(&rd, pass);
+        tape_n = train ? crnn_rnn_tape_size(&rd) : 0;
+    } else if (cell == CELL_LSTM) {
+        ws = crnn_lstm_workspace_size(&ld, pass);
+        tape_n = train ? crnn_lstm_tape_size(&ld) : 0;
+    } else {
+        ws = crnn_gru_workspace_size(&gd, pass);
+        tape_n = train ? crnn_gru_tape_size(&gd) : 0;
+    }
+    /* y, h_n, c_n, then the tape: all compared */
+    result r;
+    r.n = (size_t)(T * B * H + 2 * B * H) + tape_n;
+    r.out = calloc(r.n, sizeof(float));
+    float *y = r.out, *h_n = y + T * B * H, *c_n = h_n + B * H, *tape = c_n + B * H;
+    float *workspace = malloc(ws * sizeof(float));
+    crnn_status s;
+    if (cell == CELL_RNN)
+        s = train ? crnn_rnn_forward_train_f32(blas, &rd, &w, lengths, x, h0, y, h_n, tape, tape_n, workspace, ws)
+                  : crnn_rnn_forward_f32(blas, &rd, &w, lengths, x, h0, y, h_n, workspace, ws);
+    else if (cell == CELL_LSTM)
+        s = train ? crnn_lstm_forward_train_f32(blas, &ld, &w, lengths, x, h0, c0, y, h_n, c_n, tape, tape_n, workspace, ws)
+                  : crnn_lstm_forward_f32(blas, &ld, &w, lengths, x, h0, c0, y, h_n, c_n, workspace, ws);
+    else
+        s = train ? crnn_gru_forward_train_f32(blas, &gd, &w, lengths, x, h0, y, h_n, tape, tape_n, workspace, ws)
+                  : crnn_gru_forward_f32(blas, &gd, &w, lengths, x, h0, y, h_n, workspace, ws);
+    check(s == CRNN_OK, "forward status");
+    free(x), free(W_ih), free(W_hh), free(b_ih), free(b_hh), free(h0), free(c0), free(workspace);
+    return r;
+}
+
+/* max|a - b| <= 1e-5 * max(max|b|, 1) */
+static int close(const float *a, const float *b, size_t n)
+{
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return err <= 1e-5 * scale;
+}
+
+static void test_cells(void)
+{
+    crnn_blas one = *crnn_blas_naive(), two = one;
+    one.num_threads = one_thread;
+    two.num_threads = two_threads;
+    static const char *names[] = { "rnn", "lstm", "gru" };
+    /* T, B, I, H per cell: enough work to be split (parallel_shape() in
+     * common.h), inference in chunks of 8 steps, an odd batch, small I (the
+     * naive BLAS computes the input product of one thread) */
+    static const ptrdiff_t shapes[][4] = { { 40, 16, 4, 330 }, { 40, 17, 4, 176 }, { 40, 16, 3, 200 } };
+    for (int cell = CELL_RNN; cell <= CELL_GRU; cell++) {
+        int ok = 1;
+        {
+            const ptrdiff_t T = shapes[cell][0], B = shapes[cell][1], I = shapes[cell][2], H = shapes[cell][3];
+            int64_t lengths[64];
+            for (ptrdiff_t b = 0; b < B; b++)
+                lengths[b] = b == 0 ? T : (b * 7) % (T + 1);
+            for (int variant = 0; variant < 8; variant++) {
+                const int reverse = variant & 1, train = (variant >> 1) & 1, ragged = variant >> 2;
+                const int64_t *len = ragged ? lengths : NULL;
+                result a = forward(cell, &one, T, B, I, H, reverse, len, train);
+                result b = forward(cell, &two, T, B, I, H, reverse, len, train);
+                ok &= a.n == b.n && close(a.out, b.out, a.n);
+                free(a.out), free(b.out);
+            }
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s: 2 threads == 1 thread", names[cell]);
+        check(ok, what);
+        printf("%s %-13s forward, training forward: 2 threads == 1 thread\n",
+               ok ? "ok  " : "FAIL", names[cell]);
+    }
+}
+
+int main(void)
+{
+    test_rows();
+    test_split_follows_speeds();
+    test_concurrent_callers();
+    test_shutdown_restart();
+    test_cells();
+    crnn_parallel_shutdown();
+    printf(allok ? "all ok: parallel\n" : "FAILED: parallel\n");
+    return allok ? 0 : 1;
+}

@@ -1,0 +1,218 @@
+"""The C forward pass split by batch rows over two threads (src/parallel.h).
+
+With crnn.set_num_threads(2) the step loop of an inference pass whose
+recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) and
+that has enough work (src/common.h, parallel_shape) runs part of the rows on a worker thread, each thread with its own rows' input
+product (training forward passes stay on one thread; they are run here too,
+to check just that). Every row is computed as on one thread except that the input
+product runs in the packed kernel instead of the BLAS: the same sums, so
+results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
+bit at these sizes), and match the NumPy reference. Shapes where the split
+does not apply (training, LSTM with projection, small batches) must give
+the same results too. Float32 and float64 both split (each dtype has its
+packed kernel on this CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import crnn
+from crnn import reference
+
+if "c" not in crnn.available_backends():
+    pytest.skip("the C extension is not installed (CRNN_NO_EXT)", allow_module_level=True)
+
+from crnn import _c_kernels  # noqa: E402
+
+TOL = {np.float32: 5e-5, np.float64: 1e-11}
+
+
+@pytest.fixture
+def blas_threads():
+    """Sets the BLAS pool crnn calls to n threads for the test, then restores it."""
+    before = crnn.get_num_threads()
+    yield crnn.set_num_threads
+    crnn.set_num_threads(before)
+
+
+def run(kernels, cell, T, B, I, H, dtype, P=None, lengths=None, reverse=False, training=True, seed=0,
+        exact=False):
+    """Forward (and with training, backward) of one layer; all results as a dict.
+    exact=True: the same inputs, computed in float64 (the reference's oracle)."""
+    rng = np.random.default_rng(seed)
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    P = P or H
+    def r(*shape, scale=1.0):
+        values = rng.uniform(-scale, scale, size=shape).astype(dtype)
+        return values.astype(np.float64) if exact else values
+
+    k = 1 / np.sqrt(H)  # PyTorch's initialisation: gates away from saturation
+    x, W_ih, W_hh, b_ih, b_hh = r(T, B, I), r(G * H, I, scale=k), r(G * H, P, scale=k), r(G * H), r(G * H)
+    h0, c0, dy, dh, dc = r(B, P), r(B, H), r(T, B, P), r(B, P), r(B, H)
+    opts = dict(lengths=lengths, reverse=reverse, training=training)
+    if cell == "rnn":
+        y, h, cache = kernels.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, **opts)
+        out = dict(y=y, h=h)
+        if training:
+            out.update(zip(("dx", "dh0", "g"), kernels.rnn_backward(cache, dy, dh)))
+    elif cell == "lstm":
+        W_hr = r(P, H) if P != H else None
+        y, h, c, cache = kernels.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, **opts)
+        out = dict(y=y, h=h, c=c)
+        if training:
+            out.update(zip(("dx", "dh0", "dc0", "g"), kernels.lstm_backward(cache, dy, dh, dc)))
+    else:
+        y, h, cache = kernels.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, **opts)
+        out = dict(y=y, h=h)
+        if training:
+            out.update(zip(("dx", "dh0", "g"), kernels.gru_backward(cache, dy, dh)))
+    grads = out.pop("g", {})
+    out.update({"d" + k: v for k, v in grads.items()})
+    return out
+
+
+def assert_same(a, b, rtol=1e-5):
+    """Equal up to rtol relative to the largest magnitude (one thread vs two)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        if a[name] is None:
+            assert b[name] is None, name
+        else:
+            scale = max(float(np.abs(a[name]).max(initial=0)), 1.0)
+            err = float(np.abs(a[name] - b[name]).max(initial=0)) / scale
+            assert err <= rtol, f"{name}: 1 vs 2 threads differ by {err:.3g}"
+
+
+def assert_matches_reference(ours, ref, dtype):
+    for name in ref:
+        if ref[name] is None:
+            continue
+        scale = max(float(np.abs(ref[name]).max(initial=0)), 1e-2)
+        err = float(np.abs(ours[name] - ref[name].astype(dtype)).max(initial=0)) / scale
+        assert err <= TOL[dtype], f"{name}: relative error {err:.3g}"
+
+
+CASES = [
+    # cell, T, B, I, H, reverse, ragged lengths: enough work to be split
+    # (parallel_shape() in src/common.h: T*B*G*H*(I+H) >= 64M multiply-adds)
+    ("lstm", 50, 16, 64, 128, False, False),
+    ("lstm", 33, 27, 37, 131, True, True),    # odd batch, odd H: a partial panel
+    ("gru", 100, 9, 100, 128, False, True),
+    ("gru", 40, 32, 20, 130, True, False),    # inference in chunks of 8 steps
+    ("rnn", 128, 8, 100, 256, True, True),
+    ("rnn", 100, 40, 64, 128, False, False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
+@pytest.mark.parametrize("cell,T,B,I,H,reverse,ragged", CASES)
+def test_two_threads_give_the_one_thread_results(blas_threads, cell, T, B, I, H,
+                                                 reverse, ragged, training, dtype):
+    lengths = None
+    if ragged:
+        lengths = np.random.default_rng(T * B).integers(0, T + 1, size=B).astype(np.int64)
+        lengths[0] = T
+    kw = dict(lengths=lengths, reverse=reverse, training=training)
+    blas_threads(1)
+    one = run(_c_kernels, cell, T, B, I, H, dtype, **kw)
+    blas_threads(2)
+    two = run(_c_kernels, cell, T, B, I, H, dtype, **kw)
+    again = run(_c_kernels, cell, T, B, I, H, dtype, **kw)  # the parked worker, reused
+    assert_same(one, two, rtol=1e-5 if dtype == np.float32 else 1e-11)
+    np.testing.assert_array_equal(two["y"], again["y"])
+    assert_matches_reference(two, run(reference, cell, T, B, I, H, dtype, exact=True, **kw), dtype)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_the_split_runs_on_a_worker_thread(blas_threads):
+    """The worker names itself crnn-rows: proof that the 2-thread path ran."""
+    blas_threads(2)
+    run(_c_kernels, "rnn", 100, 40, 64, 128, np.float32, training=False)
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # a thread that ended meanwhile
+            pass
+    assert "crnn-rows" in names
+
+
+@pytest.mark.parametrize("case", ["float64", "lstm_proj", "batch_below_split", "little_work"])
+def test_shapes_that_stay_on_one_thread_give_the_same_results(blas_threads, case):
+    dtype, P, T, B, I, H = np.float32, None, 50, 16, 64, 128
+    if case == "float64":
+        dtype = np.float64
+    elif case == "lstm_proj":
+        P = 50
+    elif case == "batch_below_split":
+        T, B = 200, 7
+    else:
+        T, I, H = 10, 4, 12
+    kw = dict(P=P, lengths=None, reverse=True, training=True)
+    blas_threads(1)
+    one = run(_c_kernels, "lstm", T, B, I, H, dtype, **kw)
+    blas_threads(2)
+    two = run(_c_kernels, "lstm", T, B, I, H, dtype, **kw)
+    assert_same(one, two, rtol=1e-5 if dtype == np.float32 else 1e-11)  # the backward's BLAS sums in its own order per thread count
+    assert_matches_reference(two, run(reference, "lstm", T, B, I, H, dtype, exact=True, **kw), dtype)
+
+
+def test_concurrent_callers_each_get_their_own_results(blas_threads):
+    """Two Python threads in the C core at once: one gets the worker, the
+    other runs on its own thread; both results are those of one thread."""
+    blas_threads(1)
+    shape = ("lstm", 50, 16, 64, 128, np.float32)
+    want = {s: run(_c_kernels, *shape, seed=s, training=False) for s in range(4)}
+    blas_threads(2)
+    errors = []
+
+    def caller(seed):
+        try:
+            for _ in range(5):
+                assert_same(want[seed], run(_c_kernels, *shape, seed=seed, training=False))
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_runs_with_a_worker_of_its_own(blas_threads):
+    """The parent's worker thread does not exist in a child: the child must
+    start its own instead of waiting for it forever."""
+    blas_threads(2)
+    shape = ("gru", 40, 32, 20, 130, np.float32)
+    want = run(_c_kernels, *shape, training=False)  # the parent's worker runs
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        ok = False
+        try:
+            got = run(_c_kernels, *shape, training=False)
+            ok = all(np.array_equal(got[k], want[k]) for k in want)
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
