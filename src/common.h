@@ -207,6 +207,15 @@ static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, 
     return parallel_shape(T, B, I, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
 }
 
+/* Inference shapes whose workspace holds a packed copy of W_ih: the input
+ * product [F1] then runs in the packed kernel whenever the recurrent one
+ * does (W packed once per call, where a BLAS call re-packs it per chunk
+ * and zeroes its output first). */
+static inline int input_pack_shape(ptrdiff_t T, ptrdiff_t B)
+{
+    return rgemm_shape(T, B);
+}
+
 /* With the steps split, each thread also computes the input product [F1]
  * of its own rows, in the packed kernel: a BLAS call would wake the BLAS's
  * own threads, which then spin for a while (~0.1 s for OpenBLAS) on the

@@ -28,8 +28,8 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
- *     infer: + packed W_ih before it for the shapes of parallel_shape()
- *            (P == 0), whose steps may be split by rows (common.h)
+ *     infer: + packed W_ih before it for the shapes of input_pack_shape()
+ *            (common.h)
  *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 2*H
  *                                              dpre of one chunk, dh, dc [, dh_new
  *                                              of the chunk for dW_hr, dr],
@@ -68,7 +68,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
-    const size_t packed_ih = !proj && parallel_shape(d->steps, d->batch, d->input_size, 4 * d->hidden_size, lstm_P(d))
+    const size_t packed_ih = input_pack_shape(d->steps, d->batch)
                                  ? crnn_rgemm_packed_size(4 * d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
@@ -297,9 +297,10 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
 
     /* [F4] calls the BLAS: one thread then; training too (common.h) */
     const int threads = proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
-    /* with two, each does its own rows' [F1] on a packed W_ih: the caller's,
-     * or packed here just before W_hh */
-    if (threads > 1 && W_ih_packed == NULL)
+    /* [F1] runs in the packed kernel too when W_hh does (inference): on
+     * W_ih packed by the caller, or here just before W_hh; with two threads
+     * each does its own rows' */
+    if (W_ih_packed == NULL && tape == NULL && W_hh_packed != NULL)
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
                                      workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));

@@ -24,8 +24,8 @@
  *                             grows with T
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                             rgemm_shape(), at the end
- *     infer: + packed W_ih before it for the shapes of parallel_shape(),
- *            whose steps may be split by rows (common.h)
+ *     infer: + packed W_ih before it for the shapes of input_pack_shape()
+ *            (common.h)
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -51,7 +51,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, d->hidden_size) : 0;
-    const size_t packed_ih = parallel_shape(d->steps, d->batch, d->input_size, d->hidden_size, d->hidden_size)
+    const size_t packed_ih = input_pack_shape(d->steps, d->batch)
                                  ? crnn_rgemm_packed_size(d->hidden_size, d->input_size) : 0;
     switch (pass) {
     case CRNN_PASS_INFER:
@@ -206,9 +206,10 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     }
 
     const int threads = tape != NULL ? 1 : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
-    /* with two, each does its own rows' [F1] on a packed W_ih: the caller's,
-     * or packed here just before W_hh */
-    if (threads > 1 && W_ih_packed == NULL)
+    /* [F1] runs in the packed kernel too when W_hh does (inference): on
+     * W_ih packed by the caller, or here just before W_hh; with two threads
+     * each does its own rows' */
+    if (W_ih_packed == NULL && tape == NULL && W_hh_packed != NULL)
         W_ih_packed = FN(input_pack)(H, I, w->W_ih,
                                      workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
