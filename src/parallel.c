@@ -59,12 +59,19 @@ static void progress_advance(progress *p, long v)
     }
 }
 
-static long now_ns(void)
+static long clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
+
+static long now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+/* CPU time of the calling thread: less than its wall time when it was
+ * descheduled, i.e. when the two cores had more runnable threads than
+ * two. */
+static long cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 static inline void cpu_relax(void)
 {
@@ -109,9 +116,11 @@ static struct {
     ptrdiff_t b0, b1;
     int quit;               /* instead of a job: exit */
     long elapsed_ns;        /* written by the worker: how long its rows took */
+    long cpu_ns;            /* and how much of that it ran */
     double caller_share;    /* under claim: see split_rows */
+    long alone_until;       /* under claim: see crowded */
     progress posted, finished;
-} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0.5,
+} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0.5, 0,
              PROGRESS_INIT, PROGRESS_INIT };
 
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
@@ -137,6 +146,35 @@ static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worke
     worker.caller_share = share < 0.1 ? 0.1 : share > 0.9 ? 0.9 : share;
 }
 
+/* When the two threads of a split could not both run most of the time
+ * (measured: thread CPU time under 3/4 of wall time), a third thread was
+ * competing for the cores: typically OpenBLAS's pool threads, which spin
+ * on a core for ~0.1 s after a threaded call (an application alternating
+ * NumPy matmuls with crnn calls), or another process. Two halves on one
+ * free core run slower than one thread alone (measured: 1.3x a single
+ * thread's time for an LSTM call right after a 2-thread matmul), so calls
+ * run on the caller alone for ALONE_NS, then try the split again. */
+enum { ALONE_NS = 100 * 1000 * 1000 };
+
+enum { JUDGED_NS = 100 * 1000 };  /* shorter halves: too short to tell */
+
+static atomic_int crowding_check = 1;  /* crnn_parallel_check_crowding */
+
+static int crowded(long caller_wall, long caller_cpu, long worker_wall, long worker_cpu)
+{
+    if (!atomic_load(&crowding_check) || caller_wall < JUDGED_NS || worker_wall < JUDGED_NS)
+        return 0;
+    return 4 * caller_cpu < 3 * caller_wall || 4 * worker_cpu < 3 * worker_wall;
+}
+
+void crnn_parallel_check_crowding(int on)
+{
+    atomic_store(&crowding_check, on != 0);
+    pthread_mutex_lock(&worker.claim);
+    worker.alone_until = 0;
+    pthread_mutex_unlock(&worker.claim);
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -147,9 +185,10 @@ static void *worker_main(void *arg)
         progress_wait(&worker.posted, n, WORKER_SPIN_NS);
         if (worker.quit)
             return NULL;
-        const long start = now_ns();
+        const long start = now_ns(), start_cpu = cpu_ns();
         worker.fn(worker.job, worker.b0, worker.b1);
         worker.elapsed_ns = now_ns() - start;
+        worker.cpu_ns = cpu_ns() - start_cpu;
         progress_advance(&worker.finished, n);
     }
 }
@@ -168,6 +207,7 @@ static int worker_running(void)
     worker.jobs = 0;
     worker.quit = 0;
     worker.caller_share = 0.5;
+    worker.alone_until = 0;
     /* Signals stay with the application's threads. */
     sigset_t all, old;
     sigfillset(&all);
@@ -185,7 +225,7 @@ void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
         fn(job, 0, B);
         return;
     }
-    if (!worker_running()) {
+    if (!worker_running() || now_ns() < worker.alone_until) {
         pthread_mutex_unlock(&worker.claim);
         fn(job, 0, B);
         return;
@@ -197,11 +237,14 @@ void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
     worker.b1 = B;
     const long n = ++worker.jobs;
     progress_advance(&worker.posted, n);
-    const long start = now_ns();
+    const long start = now_ns(), start_cpu = cpu_ns();
     fn(job, 0, split);
-    const long caller_ns = now_ns() - start;
+    const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
-    learn_share(split, B, caller_ns, worker.elapsed_ns);
+    if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns))
+        worker.alone_until = now_ns() + ALONE_NS;
+    else
+        learn_share(split, B, caller_ns, worker.elapsed_ns);
     pthread_mutex_unlock(&worker.claim);
 }
 

@@ -33,6 +33,12 @@ typedef void (*crnn_rows_fn)(void *job, ptrdiff_t b0, ptrdiff_t b1);
  * runs it, nor on split. */
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B);
 
+/* A split whose two threads could not both run most of the time (another
+ * thread, such as OpenBLAS's spinning pool, held a core) makes the next
+ * ~0.1 s of calls run on the caller alone (see crowded() in parallel.c).
+ * on = 0 turns that off, for tests that must see every split. */
+void crnn_parallel_check_crowding(int on);
+
 /* Stops and joins the worker, if one is running (the next call to
  * crnn_parallel_rows starts a new one). Not while another thread is inside
  * crnn_parallel_rows. For tests and leak checkers; a process may exit with

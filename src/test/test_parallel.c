@@ -289,13 +289,42 @@ static void test_cells(void)
     }
 }
 
+/* A worker that spends its rows asleep looks like one kept off its core:
+ * the next call runs on the caller alone, until the check is reset. */
+static void sleepy_on_worker(void *job, ptrdiff_t b0, ptrdiff_t b1)
+{
+    (void)job, (void)b0, (void)b1;
+    if (!pthread_equal(pthread_self(), fast_thread))
+        sleep_us(400);
+    else {
+        struct timespec start, now;  /* the caller's half: 400 us of work */
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        do
+            clock_gettime(CLOCK_MONOTONIC, &now);
+        while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < 400000L);
+    }
+}
+
+static void test_crowded_runs_alone(void)
+{
+    fast_thread = pthread_self();
+    crnn_parallel_check_crowding(1);
+    crnn_parallel_rows(2, sleepy_on_worker, NULL, 16);
+    check(rows_ok(2, 16, 0) && !rows_ok(2, 16, 1), "crowded: the next call runs on the caller alone");
+    crnn_parallel_check_crowding(0);
+    check(rows_ok(2, 16, 1), "crowded: the split again once the check is off");
+    printf("%s crowded       a descheduled worker sends calls to the caller alone\n", allok ? "ok  " : "FAIL");
+}
+
 int main(void)
 {
+    crnn_parallel_check_crowding(0);  /* every split below must happen; tested last */
     test_rows();
     test_split_follows_speeds();
     test_concurrent_callers();
     test_shutdown_restart();
     test_cells();
+    test_crowded_runs_alone();
     crnn_parallel_shutdown();
     printf(allok ? "all ok: parallel\n" : "FAILED: parallel\n");
     return allok ? 0 : 1;
