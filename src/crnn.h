@@ -185,7 +185,7 @@ typedef struct crnn_weights_f64 {
     const double *b_ih;  /* (G*H,) or NULL */
     const double *b_hh;  /* (G*H,) or NULL */
     const double *W_hr;  /* (P, H) or NULL, as in crnn_weights_f32 */
-    const double *W_ih_packed;  /* ignored (no float64 kernel): NULL */
+    const double *W_ih_packed;  /* ignored (callers pack float32 only): NULL */
     const double *W_hh_packed;  /* ignored: NULL */
     const double *W_hr_packed;  /* ignored: NULL */
 } crnn_weights_f64;

@@ -206,7 +206,7 @@ static result forward(int cell, const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
     float *b_hh = random_array((size_t)(G * H), &seed, 0.5f);
     float *h0 = random_array((size_t)(B * H), &seed, 1.0f);
     float *c0 = random_array((size_t)(B * H), &seed, 1.0f);
-    const crnn_weights_f32 w = { W_ih, W_hh, b_ih, b_hh, NULL };
+    const crnn_weights_f32 w = { .W_ih = W_ih, .W_hh = W_hh, .b_ih = b_ih, .b_hh = b_hh };  /* the rest NULL */
 
     size_t ws = 0, tape_n = 0;
     crnn_rnn_desc rd = { T, B, I, H, CRNN_TANH, reverse, 0 };
