@@ -135,7 +135,7 @@ cdef extern from "crnn.h" nogil:
 
     int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols)
     size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols)
-    void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
+    crnn_status crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
 
     size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass p)
     size_t crnn_rnn_tape_size(const crnn_rnn_desc *d)

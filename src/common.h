@@ -182,8 +182,8 @@ static inline const double *given_packed_f64(const double *packed)
  * the packed kernel even when the BLAS has threads (rgemm_prepare), there
  * are enough rows to split, and enough work, (I + K) * N multiply-adds per
  * row and step, to pay for handing rows to the other thread (measured: a
- * GRU of T=50, B=16, I=H=64, 20M in all, still ran slower on two). The
- * size functions reserve a packed copy of W_ih for them (see input_pack). */
+ * GRU of T=50, B=16, I=H=64, 20M in all, still ran slower on two). Their
+ * workspace holds a packed W_ih (input_pack_shape covers them). */
 enum { PARALLEL_MIN_B = 8 };
 #define PARALLEL_MIN_MACS (64.0 * 1024 * 1024)
 

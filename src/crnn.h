@@ -193,11 +193,13 @@ typedef struct crnn_weights_f64 {
 /* Packing for W_ih_packed / W_hh_packed (float32).
  * crnn_pack_pays_f32: 1 when this CPU has the packed kernel and it beats the
  * BLAS for products of `batch` rows by a (rows, cols) weight; 0: leave the
- * pointers NULL. crnn_packed_size_f32: elements of the packed copy.
- * crnn_pack_f32: packed = the packed copy of W (rows, cols), row-major. */
+ * pointers NULL. crnn_packed_size_f32: elements of the packed copy (0 for
+ * sizes below 1). crnn_pack_f32: packed = the packed copy of W (rows, cols),
+ * row-major; CRNN_EINVAL (nothing written) for sizes below 1 or NULL
+ * pointers. A copy starting on a 64-byte boundary runs fastest. */
 int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols);
 size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols);
-void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed);
+crnn_status crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed);
 
 /* Accumulated (+=) by backward. NULL members are skipped. */
 typedef struct crnn_grads_f32 {

@@ -399,10 +399,13 @@ int crnn_pack_pays_f32(ptrdiff_t batch, ptrdiff_t rows, ptrdiff_t cols)
 
 size_t crnn_packed_size_f32(ptrdiff_t rows, ptrdiff_t cols)
 {
-    return crnn_rgemm_packed_size(rows, cols);
+    return rows < 1 || cols < 1 ? 0 : crnn_rgemm_packed_size(rows, cols);
 }
 
-void crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
+crnn_status crnn_pack_f32(ptrdiff_t rows, ptrdiff_t cols, const float *W, float *packed)
 {
+    if (rows < 1 || cols < 1 || W == NULL || packed == NULL)
+        return CRNN_EINVAL;
     crnn_rgemm_pack_f32(rows, cols, CRNN_TRANS, W, packed);
+    return CRNN_OK;
 }

@@ -626,6 +626,13 @@ static int check_bad_arguments(const crnn_blas *blas)
     gd.reset_before = 1;
     ok &= status_is(NULL, "f32", "gru reset_before",
                     crnn_gru_forward_f32(blas, &gd, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0), CRNN_EUNSUPPORTED);
+    /* Packing: sizes below 1, NULL pointers. */
+    float one = 1, packed[32];  /* crnn_packed_size_f32(1, 1) */
+    ok &= crnn_packed_size_f32(0, 4) == 0 && crnn_packed_size_f32(4, -1) == 0;
+    ok &= status_is(NULL, "f32", "pack rows 0", crnn_pack_f32(0, 1, &one, packed), CRNN_EINVAL);
+    ok &= status_is(NULL, "f32", "pack NULL W", crnn_pack_f32(1, 1, NULL, packed), CRNN_EINVAL);
+    ok &= status_is(NULL, "f32", "pack NULL out", crnn_pack_f32(1, 1, &one, NULL), CRNN_EINVAL);
+    ok &= status_is(NULL, "f32", "pack 1 x 1", crnn_pack_f32(1, 1, &one, packed), CRNN_OK);
 #undef LSTM_FWD
     printf("%-4s %-26s      status codes for bad arguments\n", ok ? "ok" : "FAIL", "bad_arguments");
     return ok;
