@@ -139,12 +139,12 @@ static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
  * Packs W into space and returns it when the packed kernel is to be used
  * for this call, else NULL (then rgemm_* goes through BLAS). */
 static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
-                                             ptrdiff_t N, ptrdiff_t K,
+                                             ptrdiff_t N, ptrdiff_t K, int units,
                                              crnn_trans trans_w, const float *W, float *space)
 {
     if (!rgemm_shape(T, B) || !crnn_rgemm_faster(B, N, K))
         return NULL;
-    if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
+    if (!units && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
     space = cache_line_up(space);
     crnn_rgemm_pack_f32(N, K, trans_w, W, space);
@@ -152,12 +152,12 @@ static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T,
 }
 
 static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
-                                              ptrdiff_t N, ptrdiff_t K,
+                                              ptrdiff_t N, ptrdiff_t K, int units,
                                               crnn_trans trans_w, const double *W, double *space)
 {
     if (!rgemm_shape(T, B) || !crnn_rgemm_faster_f64(B, N, K))
         return NULL;
-    if ((double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
+    if (!units && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
     space = cache_line_up(space);
     crnn_rgemm_pack_f64(N, K, trans_w, W, space);
@@ -205,6 +205,39 @@ static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, 
                                ptrdiff_t N, ptrdiff_t K, const void *W_hh_packed)
 {
     return parallel_shape(T, B, I, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
+}
+
+/* Inference shapes whose recurrent product is big enough for the BLAS's
+ * threads (RGEMM_THREADED_BLAS_MACS) split the hidden units over two
+ * threads instead (parallel.h's team): each thread streams its own half of
+ * the packed W_hh and W_ih, and also does its units' activations, which the
+ * BLAS's threads would leave to one. Rows cannot be split here: both
+ * threads would stream all of W_hh, which does not fit in a core's L2.
+ * The two halves meet once per step. The cut is at a panel boundary
+ * (rgemm_units), so H must be a multiple of RGEMM_NR; their workspace holds
+ * a second state buffer (the states of consecutive steps alternate). */
+static inline int units_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K, ptrdiff_t H)
+{
+    return rgemm_shape(T, B) && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && H % RGEMM_NR == 0
+           && H >= 2 * RGEMM_NR;
+}
+
+static inline int units_split_f32(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t N,
+                                  ptrdiff_t K, ptrdiff_t H)
+{
+    return units_shape(T, B, N, K, H) && blas_threads(blas) > 1 && crnn_rgemm_faster(B, N, K);
+}
+
+static inline int units_split_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t N,
+                                  ptrdiff_t K, ptrdiff_t H)
+{
+    return units_shape(T, B, N, K, H) && blas_threads(blas) > 1 && crnn_rgemm_faster_f64(B, N, K);
+}
+
+/* The first unit of the second thread's half: a panel boundary. */
+static inline ptrdiff_t units_cut(ptrdiff_t H)
+{
+    return H / 2 / RGEMM_NR * RGEMM_NR;
 }
 
 /* Inference shapes whose workspace holds a packed copy of W_ih: the input
@@ -259,6 +292,42 @@ static inline void rgemm_f64(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, pt
     else
         blas->dgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,
                     accumulate ? 1 : 0, C, ldc);
+}
+
+/* The product of hidden units [u0, u1) only, for a layer of G gate blocks
+ * of H units: for each block q, C[:, q*H+u0 : q*H+u1] (+)= A @ op(W)[...]
+ * over W's rows q*H+u0 .. q*H+u1-1 (trans_w = CRNN_TRANS). All units: one
+ * product over the G*H columns. A range cut at a panel boundary (units_cut)
+ * starts its block's panels at the same offset in the packed copy as its
+ * rows in W. */
+static inline void rgemm_units_f32(const crnn_blas *blas, int G, ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1,
+                                   ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                                   const float *W, const float *Wp, int accumulate, float *C, ptrdiff_t ldc)
+{
+    if (u0 == 0 && u1 == H) {
+        rgemm_f32(blas, M, G * H, K, A, lda, CRNN_TRANS, W, Wp, accumulate, C, ldc);
+        return;
+    }
+    for (int q = 0; q < G; q++) {
+        const ptrdiff_t row = q * H + u0;
+        rgemm_f32(blas, M, u1 - u0, K, A, lda, CRNN_TRANS, W + row * K, Wp != NULL ? Wp + row * K : NULL,
+                  accumulate, C + row, ldc);
+    }
+}
+
+static inline void rgemm_units_f64(const crnn_blas *blas, int G, ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1,
+                                   ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda,
+                                   const double *W, const double *Wp, int accumulate, double *C, ptrdiff_t ldc)
+{
+    if (u0 == 0 && u1 == H) {
+        rgemm_f64(blas, M, G * H, K, A, lda, CRNN_TRANS, W, Wp, accumulate, C, ldc);
+        return;
+    }
+    for (int q = 0; q < G; q++) {
+        const ptrdiff_t row = q * H + u0;
+        rgemm_f64(blas, M, u1 - u0, K, A, lda, CRNN_TRANS, W + row * K, Wp != NULL ? Wp + row * K : NULL,
+                  accumulate, C + row, ldc);
+    }
 }
 
 /* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */

@@ -26,6 +26,8 @@
  * Workspace (crnn_gru_workspace_size):
  *     infer     2*3H + Tc*B*3H + B*3H   biases, one chunk of the input product,
  *                                       the recurrent product of a step
+ *               [+ B*H]                 a second state buffer for the shapes
+ *                                       of units_shape() (common.h)
  *     train     2*3H + B*3H             biases, recurrent product; [F1] writes
  *                                       into ws_gates
  *     backward  Tc*B*3H + B*3H + B*H    dpre_x of one chunk of steps (turned
@@ -57,6 +59,12 @@ static crnn_status gru_check_desc(const crnn_gru_desc *d)
     return CRNN_OK;
 }
 
+/* Inference of this shape may split the units over two threads (common.h). */
+static int gru_units_shape(const crnn_gru_desc *d)
+{
+    return units_shape(d->steps, d->batch, 3 * d->hidden_size, d->hidden_size, d->hidden_size);
+}
+
 size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
 {
     if (gru_check_desc(d) != CRNN_OK)
@@ -68,7 +76,7 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH
-               + packed_ih + packed;
+               + (gru_units_shape(d) ? B * H : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
         return 2 * GH + B * GH + packed;
     case CRNN_PASS_BACKWARD:
@@ -105,15 +113,17 @@ static crnn_status FN(gru_check)(const crnn_blas *blas, const crnn_gru_desc *d,
     return check_lengths(lengths, d->steps, d->batch);
 }
 
-/* One step t for the whole batch: [F2] and [F3].
+/* One step t for the whole batch, on hidden units [u0, u1): [F2] and [F3].
  * gates (B, 3H) holds x_t W_ih^T on entry and the post-activation gates on
- * exit; h_out may be h_prev (inference updates the state in place): every
+ * exit, in the columns of those units; h_out may be h_prev (inference
+ * updates the state in place) when the step covers all units: every
  * element is read before it is written. */
 static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const real *W_hh,
                          const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
                          const real *b_ih,      /* (3H,) zeros if no bias */
                          const real *b_hh,      /* (3H,) */
                          const int64_t *lengths, ptrdiff_t t,
+                         ptrdiff_t u0, ptrdiff_t u1,
                          real *gates,           /* (B, 3H) */
                          real *hw,              /* (B, 3H) scratch */
                          real *hn_t,            /* (B, H) out: W_hn h + b_hn, or NULL */
@@ -121,11 +131,11 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
                          real *h_out,           /* (B, H) */
                          real *y_t)             /* (B, H) */
 {
-    const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size;
-    const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
+    const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size, nu = u1 - u0;
+    const ptrdiff_t Ir = CRNN_GRU_R * H + u0, Iz = CRNN_GRU_Z * H + u0, In = CRNN_GRU_N * H + u0;
 
-    /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H) */
-    FN(rgemm)(blas, B, GH, H, h_prev, H, CRNN_TRANS, W_hh, W_hh_packed, 0, hw, GH);
+    /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H), the units' columns */
+    FN(rgemm_units)(blas, 3, H, u0, u1, B, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
 
     /* [F3] gates, then h_new, a sequence (row) at a time; a valid step
      * outputs h_new and keeps it, an invalid one outputs 0 and keeps h_prev.
@@ -134,27 +144,32 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     for (ptrdiff_t b = 0; b < B; b++) {
         real *gb = gates + b * GH, *hb = hw + b * GH;
         /* W_hn h + b_hn: kept for backward, or in place in the scratch */
-        real *hn = hn_t != NULL ? hn_t + b * H : hb + In;
-        /* [r z] are adjacent: one pass, one sigmoid call */
-        for (ptrdiff_t j = 0; j < 2 * H; j++)
-            gb[Ir + j] = (gb[Ir + j] + b_ih[Ir + j]) + (hb[Ir + j] + b_hh[Ir + j]);
-        FN(vsigmoid)(2 * H, gb + Ir, NULL, gb + Ir);
+        real *hn = hn_t != NULL ? hn_t + b * H + u0 : hb + In;
+        /* r, z: with all units, [r z] are adjacent: one pass, one sigmoid call */
+        const int blocks = nu == H ? 1 : 2;
+        const ptrdiff_t run = nu == H ? 2 * H : nu;
+        for (int q = 0; q < blocks; q++) {
+            const ptrdiff_t q0 = Ir + q * H;
+            for (ptrdiff_t j = q0; j < q0 + run; j++)
+                gb[j] = (gb[j] + b_ih[j]) + (hb[j] + b_hh[j]);
+            FN(vsigmoid)(run, gb + q0, NULL, gb + q0);
+        }
         const real *r = gb + Ir, *z = gb + Iz;
         real *n = gb + In;
-        for (ptrdiff_t j = 0; j < H; j++) {
+        for (ptrdiff_t j = 0; j < nu; j++) {
             hn[j] = hb[In + j] + b_hh[In + j];
             n[j] = n[j] + b_ih[In + j] + r[j] * hn[j];
         }
-        FN(vtanh)(H, n, NULL, n);
-        real *yb = y_t + b * H;
-        const real *hp = h_prev + b * H;
+        FN(vtanh)(nu, n, NULL, n);
+        real *yb = y_t + b * H + u0;
+        const real *hp = h_prev + b * H + u0;
         if (step_valid(lengths, b, t)) {
-            for (ptrdiff_t j = 0; j < H; j++)
+            for (ptrdiff_t j = 0; j < nu; j++)
                 yb[j] = (1 - z[j]) * n[j] + z[j] * hp[j];
-            copy_row(h_out + b * H, yb, (size_t)H * sizeof(real));
+            copy_row(h_out + b * H + u0, yb, (size_t)nu * sizeof(real));
         } else {
-            memset(yb, 0, (size_t)H * sizeof(real));
-            copy_row(h_out + b * H, hp, (size_t)H * sizeof(real));
+            memset(yb, 0, (size_t)nu * sizeof(real));
+            copy_row(h_out + b * H + u0, hp, (size_t)nu * sizeof(real));
         }
     }
 }
@@ -172,6 +187,8 @@ typedef struct {
     real *hw;              /* (B, 3H) scratch */
     real *ws_hn, *ws_h;    /* the tape (training), or NULL */
     real *y, *h_n;
+    ptrdiff_t k0;          /* split by units: steps done before this chunk, */
+    real *h[2];            /* the state before step k0 + k in h[k % 2], after it in the other */
 } FN(gru_chunk);
 
 /* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
@@ -193,13 +210,39 @@ static void FN(gru_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
             FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
                       c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
-            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t,
+            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t, 0, H,
                          gates, c->hw + b0 * GH, c->ws_hn + t * B * H + b0 * H,
                          c->ws_h + prev_slot(t, rev) * B * H + b0 * H,
                          c->ws_h + next_slot(t, rev) * B * H + b0 * H, y_t);
         else
-            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t,
+            FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t, 0, H,
                          gates, c->hw + b0 * GH, NULL, c->h_n + b0 * H, c->h_n + b0 * H, y_t);
+    }
+}
+
+/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
+ * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
+ * units_cut(H), [0, 2) all of them. A unit's gates and output read only
+ * that unit's columns of the products, but the recurrent product reads all
+ * of h_{t-1}: the members meet after every step, and the state goes back
+ * and forth between two buffers, so that neither writes the h_{t-1} the
+ * other may still be reading. Inference only. */
+static void FN(gru_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(gru_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 3 * c->d->hidden_size;
+    const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
+    const int rev = c->d->reverse != 0;
+    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), the units' columns */
+    FN(rgemm_units)(c->blas, 3, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
+                    c->xw, GH);
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
+        FN(gru_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, c->lengths, t, u0, u1,
+                     c->xw + (t - c->t0) * B * GH, c->hw, NULL, c->h[s % 2], c->h[(s + 1) % 2],
+                     c->y + t * B * H);
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
     }
 }
 
@@ -223,6 +266,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     real *ws_h = tape ? ws_hn + T * B * H : NULL;     /* (T+1, B, H) */
 
     real *xw;       /* (Tc, B, 3H) the input product of one chunk */
+    real *h_other = NULL;  /* (B, H) the second state buffer, split by units */
     ptrdiff_t Tc;
     if (tape != NULL) {
         xw = ws_gates;  /* the gates of step t start as its input product */
@@ -231,18 +275,23 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     } else {
         xw = hw + B * GH;
         Tc = chunk_steps(T, B, GH, d->chunk_steps);
+        if (gru_units_shape(d))
+            h_other = xw + Tc * B * GH;
         copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
     }
     /* the packed W_hh and W_ih: the caller's (crnn.h), else, when used, W_hh
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
+    /* split by units (common.h): inference only */
+    const int units = h_other != NULL && FN(units_split)(blas, T, B, GH, H, H);
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(GH, H));
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, units, CRNN_TRANS, w->W_hh,
+                                        workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
-    const int threads = tape != NULL ? 1 : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
+    const int threads = units ? 2 : tape != NULL ? 1 : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -251,21 +300,27 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
                                      workspace + crnn_gru_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, threads > 1 ? W_ih_packed : NULL, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
-                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n };
+                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other } };
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), here unless the threads do it by rows */
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), here unless the threads share it */
         if (threads == 1)
             FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         chunk.t0 = t0;
         chunk.n = n;
-        crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);
+        chunk.k0 = k0;
+        if (units)
+            crnn_parallel_team(threads, FN(gru_chunk_units), &chunk);
+        else
+            crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);
     }
+    if (units && T % 2 == 1)  /* the last step wrote the other buffer */
+        memcpy(h_n, h_other, (size_t)(B * H) * sizeof(real));
     if (tape != NULL)
         memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));
 }
@@ -414,7 +469,7 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, 0, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, GH));
 

@@ -24,6 +24,8 @@
  * Workspace (crnn_lstm_workspace_size):
  *     infer     2*4H + Tc*B*4H [+ B*H + B*P]   b_ih + b_hh, one chunk of the input
  *                                              product [, r and W_hr r of a step]
+ *               [+ B*H]                        a second state buffer for the shapes
+ *                                              of units_shape() (common.h)
  *     train     2*4H [+ B*P]                   b_ih + b_hh [, W_hr r]; [F1] writes
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
@@ -60,6 +62,12 @@ static crnn_status lstm_check_desc(const crnn_lstm_desc *d)
 /* Features of h: proj_size, or H without projection. */
 static ptrdiff_t lstm_P(const crnn_lstm_desc *d) { return d->proj_size > 0 ? d->proj_size : d->hidden_size; }
 
+/* Inference of this shape may split the units over two threads (common.h). */
+static int lstm_units_shape(const crnn_lstm_desc *d)
+{
+    return d->proj_size == 0 && units_shape(d->steps, d->batch, 4 * d->hidden_size, d->hidden_size, d->hidden_size);
+}
+
 size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
 {
     if (lstm_check_desc(d) != CRNN_OK)
@@ -73,7 +81,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
-               + (proj ? B * H + B * P : 0) + packed_ih + packed;
+               + (proj ? B * H + B * P : lstm_units_shape(d) ? B * P : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
         return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD: {
@@ -113,29 +121,38 @@ static crnn_status FN(lstm_check)(const crnn_blas *blas, const crnn_lstm_desc *d
     return check_lengths(lengths, d->steps, d->batch);
 }
 
-/* [F3] for one sequence b, its gates given: pre-activations without the
- * biases in, i, f, g, o out (saved for backward: ws_gates). The activations
- * add the bias as they read (vmath.h): one pass over the gates. */
+/* [F3] for one sequence b and its units [u0, u1), its gates given:
+ * pre-activations without the biases in, i, f, g, o out (saved for
+ * backward: ws_gates). The activations add the bias as they read
+ * (vmath.h): one pass over the gates. */
 static void FN(lstm_activate)(real *gb,                /* (4H,) */
                               const real *bias,        /* (4H,) b_ih + b_hh */
-                              ptrdiff_t H)
+                              ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1)
 {
-    const ptrdiff_t Ii = CRNN_LSTM_I * H, Ig = CRNN_LSTM_G * H, Io = CRNN_LSTM_O * H;
-    /* [i f] are adjacent: one call for both sigmoid blocks */
-    FN(vsigmoid)(2 * H, gb + Ii, bias + Ii, gb + Ii);
-    FN(vtanh)(H, gb + Ig, bias + Ig, gb + Ig);
-    FN(vsigmoid)(H, gb + Io, bias + Io, gb + Io);
+    const ptrdiff_t n = u1 - u0, Ii = CRNN_LSTM_I * H + u0, If = CRNN_LSTM_F * H + u0,
+                    Ig = CRNN_LSTM_G * H + u0, Io = CRNN_LSTM_O * H + u0;
+    if (n == H) {  /* [i f] are adjacent: one call for both sigmoid blocks */
+        FN(vsigmoid)(2 * H, gb + Ii, bias + Ii, gb + Ii);
+    } else {
+        FN(vsigmoid)(n, gb + Ii, bias + Ii, gb + Ii);
+        FN(vsigmoid)(n, gb + If, bias + If, gb + If);
+    }
+    FN(vtanh)(n, gb + Ig, bias + Ig, gb + Ig);
+    FN(vsigmoid)(n, gb + Io, bias + Io, gb + Io);
 }
 
-/* One step t for the whole batch: [F2], [F3] and [F4].
- * gates (B, 4H) holds x_t W_ih^T on entry and the post-activation gates on
- * exit. h_out may be h_prev and c_out may be c_prev (inference updates the
- * state in place): every element is read before it is written. */
+/* One step t for the whole batch, on hidden units [u0, u1) (all units when
+ * projecting): [F2], [F3] and [F4]. gates (B, 4H) holds x_t W_ih^T on entry
+ * and the post-activation gates on exit, in the columns of those units.
+ * h_out may be h_prev and c_out may be c_prev (inference updates the state
+ * in place) when the step covers all units: every element is read before
+ * it is written. */
 static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
                           const FN(crnn_weights) *w,
                           const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
                           const real *bias,      /* (4H,) b_ih + b_hh */
                           const int64_t *lengths, ptrdiff_t t,
+                          ptrdiff_t u0, ptrdiff_t u1,
                           real *gates,           /* (B, 4H) */
                           const real *h_prev,    /* (B, P) */
                           const real *c_prev,    /* (B, H) */
@@ -147,9 +164,10 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
 {
     const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
     const int proj = d->proj_size > 0;
+    const ptrdiff_t n = u1 - u0;  /* units; without projection, P == H */
 
-    /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H) */
-    FN(rgemm)(blas, B, GH, P, h_prev, P, CRNN_TRANS, w->W_hh, W_hh_packed, 1, gates, GH);
+    /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H), the units' columns */
+    FN(rgemm_units)(blas, 4, H, u0, u1, B, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
 
     /* [F3] activations, then the cell, a sequence (row) at a time: a valid
      * step keeps c_new and h_new, an invalid one keeps c_prev and h_prev and
@@ -157,27 +175,27 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
      * multiplied by 0 where masked, so they must be finite). */
     for (ptrdiff_t b = 0; b < B; b++) {
         real *gb = gates + b * GH;
-        FN(lstm_activate)(gb, bias, H);
-        const real *i = gb + CRNN_LSTM_I * H, *f = gb + CRNN_LSTM_F * H,
-                   *g = gb + CRNN_LSTM_G * H, *o = gb + CRNN_LSTM_O * H;
-        const real *cp = c_prev + b * H;
-        real *cb = c_out + b * H;
+        FN(lstm_activate)(gb, bias, H, u0, u1);
+        const real *i = gb + CRNN_LSTM_I * H + u0, *f = gb + CRNN_LSTM_F * H + u0,
+                   *g = gb + CRNN_LSTM_G * H + u0, *o = gb + CRNN_LSTM_O * H + u0;
+        const real *cp = c_prev + b * H + u0;
+        real *cb = c_out + b * H + u0;
         /* h_new = o * tanh(c_new) goes to r (projected) or to y_t */
-        real *hb = proj ? r + b * H : y_t + b * P;
+        real *hb = (proj ? r + b * H : y_t + b * P) + u0;
         if (step_valid(lengths, b, t)) {
-            for (ptrdiff_t j = 0; j < H; j++)
+            for (ptrdiff_t j = 0; j < n; j++)
                 cb[j] = f[j] * cp[j] + i[j] * g[j];
-            FN(vtanh)(H, cb, NULL, hb);
-            for (ptrdiff_t j = 0; j < H; j++)
+            FN(vtanh)(n, cb, NULL, hb);
+            for (ptrdiff_t j = 0; j < n; j++)
                 hb[j] *= o[j];
             if (!proj)
-                copy_row(h_out + b * P, hb, (size_t)P * sizeof(real));
+                copy_row(h_out + b * P + u0, hb, (size_t)n * sizeof(real));
         } else {
-            copy_row(cb, cp, (size_t)H * sizeof(real));
+            copy_row(cb, cp, (size_t)n * sizeof(real));
             /* r of a masked row only meets a zero gradient: keep it finite */
-            memset(hb, 0, (size_t)H * sizeof(real));
+            memset(hb, 0, (size_t)n * sizeof(real));
             if (!proj)
-                copy_row(h_out + b * P, h_prev + b * P, (size_t)P * sizeof(real));
+                copy_row(h_out + b * P + u0, h_prev + b * P + u0, (size_t)n * sizeof(real));
         }
     }
     if (!proj)
@@ -208,6 +226,8 @@ typedef struct {
     const real *x, *W_ih_packed;   /* W_ih packed: [F1] here, by rows; NULL: done */
     real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
     real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
+    ptrdiff_t k0;                  /* split by units: steps done before this chunk, */
+    real *h[2];                    /* the state before step k0 + k in h[k % 2], after it in the other */
 } FN(lstm_chunk);
 
 /* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
@@ -231,16 +251,42 @@ static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
             FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
                       c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
-            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, 0, H, gates,
                           c->ws_h + prev_slot(t, rev) * B * P + b0 * P,
                           c->ws_c + prev_slot(t, rev) * B * H + b0 * H,
                           c->ws_h + next_slot(t, rev) * B * P + b0 * P,
                           c->ws_c + next_slot(t, rev) * B * H + b0 * H,
                           y_t, c->ws_r != NULL ? c->ws_r + t * B * H + b0 * H : NULL, hr);
         else
-            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, gates,
+            FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, 0, H, gates,
                           c->h_n + b0 * P, c->c_n + b0 * H, c->h_n + b0 * P, c->c_n + b0 * H,
                           y_t, r, hr);
+    }
+}
+
+/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
+ * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
+ * units_cut(H), [0, 2) all of them. A unit's gates, cell and output read
+ * only that unit's columns of the products, but the recurrent product reads
+ * all of h_{t-1}: the members meet after every step, and the state goes
+ * back and forth between two buffers, so that neither writes the h_{t-1}
+ * the other may still be reading. Inference without projection only. */
+static void FN(lstm_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(lstm_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 4 * c->d->hidden_size;
+    const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
+    const int rev = c->d->reverse != 0;
+    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), the units' columns */
+    FN(rgemm_units)(c->blas, 4, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->w->W_ih, c->W_ih_packed, 0,
+                    c->xw, GH);
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
+        FN(lstm_step)(c->blas, c->d, c->w, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
+                      c->xw + (t - c->t0) * B * GH, c->h[s % 2], c->c_n, c->h[(s + 1) % 2], c->c_n,
+                      c->y + t * B * H, NULL, NULL);
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
     }
 }
 
@@ -266,6 +312,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     const int proj = d->proj_size > 0;
     real *xw;                 /* (Tc, B, 4H) the input product of one chunk */
     real *r = NULL, *hr = NULL;  /* (B, H), (B, P) projection scratch, if P > 0 */
+    real *h_other = NULL;     /* (B, H) the second state buffer, split by units */
     ptrdiff_t Tc;
     if (tape != NULL) {
         xw = ws_gates;  /* the gates of step t start as its input product */
@@ -281,6 +328,8 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         if (proj) {
             r = scratch + Tc * B * GH;
             hr = r + B * H;
+        } else if (lstm_units_shape(d)) {
+            h_other = scratch + Tc * B * GH;
         }
         copy_or_zero(h_n, h0, (size_t)(B * P) * sizeof(real));
         copy_or_zero(c_n, c0, (size_t)(B * H) * sizeof(real));
@@ -289,14 +338,16 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
+    /* split by units (common.h): inference without projection only */
+    const int units = h_other != NULL && FN(units_split)(blas, T, B, GH, P, H);
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, CRNN_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, units, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
     /* [F4] calls the BLAS: one thread then; training too (common.h) */
-    const int threads = proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
+    const int threads = units ? 2 : proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -305,21 +356,27 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                      workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, threads > 1 ? W_ih_packed : NULL,
-                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr };
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other } };
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads do it by rows */
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads share it */
         if (threads == 1)
             FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         chunk.t0 = t0;
         chunk.n = n;
-        crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
+        chunk.k0 = k0;
+        if (units)
+            crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
+        else
+            crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
     }
+    if (units && T % 2 == 1)  /* the last step wrote the other buffer */
+        memcpy(h_n, h_other, (size_t)(B * P) * sizeof(real));
     if (tape != NULL) {
         const ptrdiff_t last = rev ? 0 : T - 1;
         memcpy(h_n, ws_h + next_slot(last, rev) * B * P, (size_t)(B * P) * sizeof(real));
@@ -468,7 +525,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, 0, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(P, GH));
 

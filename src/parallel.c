@@ -120,8 +120,9 @@ static struct {
     double caller_share;    /* under claim: see split_rows */
     long alone_until;       /* under claim: see crowded */
     progress posted, finished;
+    progress arrived[2];    /* crnn_parallel_barrier: the caller's, the worker's */
 } worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0.5, 0,
-             PROGRESS_INIT, PROGRESS_INIT };
+             PROGRESS_INIT, PROGRESS_INIT, { PROGRESS_INIT, PROGRESS_INIT } };
 
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
  * a core for ~0.1 s after every threaded call (a training step's backward
@@ -204,6 +205,8 @@ static int worker_running(void)
      * the thread does not exist: start afresh. */
     progress_reset(&worker.posted);
     progress_reset(&worker.finished);
+    progress_reset(&worker.arrived[0]);
+    progress_reset(&worker.arrived[1]);
     worker.jobs = 0;
     worker.quit = 0;
     worker.caller_share = 0.5;
@@ -219,7 +222,9 @@ static int worker_running(void)
     return worker.started;
 }
 
-void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
+/* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
+ * halves are fixed by its job, not by the measured speeds). */
+static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn)
 {
     if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
         fn(job, 0, B);
@@ -230,22 +235,44 @@ void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
         fn(job, 0, B);
         return;
     }
-    const ptrdiff_t split = split_rows(B);
+    const ptrdiff_t at = split_rows(B);
     worker.fn = fn;
     worker.job = job;
-    worker.b0 = split;
+    worker.b0 = at;
     worker.b1 = B;
     const long n = ++worker.jobs;
     progress_advance(&worker.posted, n);
     const long start = now_ns(), start_cpu = cpu_ns();
-    fn(job, 0, split);
+    fn(job, 0, at);
     const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
     if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns))
         worker.alone_until = now_ns() + ALONE_NS;
-    else
-        learn_share(split, B, caller_ns, worker.elapsed_ns);
+    else if (learn)
+        learn_share(at, B, caller_ns, worker.elapsed_ns);
     pthread_mutex_unlock(&worker.claim);
+}
+
+void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
+{
+    split(threads, fn, job, B, 1);
+}
+
+void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
+{
+    split(threads, fn, job, 2, 0);
+}
+
+void crnn_parallel_barrier(ptrdiff_t member)
+{
+    /* Each member counts its own arrivals (only it writes its counter);
+     * both arrive equally often, so the n-th arrival of one meets the n-th
+     * of the other. The wait is the other half of a step, as long as this
+     * one's: spin like the caller does for a job. */
+    progress *mine = &worker.arrived[member != 0], *other = &worker.arrived[member == 0];
+    const long n = atomic_load(&mine->value) + 1;
+    progress_advance(mine, n);
+    progress_wait(other, n, CALLER_SPIN_NS);
 }
 
 void crnn_parallel_shutdown(void)

@@ -33,6 +33,21 @@ typedef void (*crnn_rows_fn)(void *job, ptrdiff_t b0, ptrdiff_t b1);
  * runs it, nor on split. */
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B);
 
+/* A team of two for work that cannot be split into independent rows: the
+ * recurrent product of a large layer, where each core should stream only
+ * its own part of W_hh (a row split has both stream all of it). The job is
+ * cut into two fixed parts (say, halves of the hidden units) that meet
+ * once per step at crnn_parallel_barrier.
+ * With threads = 2: fn(job, 0, 1) on the calling thread and fn(job, 1, 2)
+ * on the worker, returning when both are done; else (threads = 1, the
+ * worker busy or not startable, the cores crowded) fn(job, 0, 2) on the
+ * calling thread alone, which then does both parts and calls no barrier. */
+void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
+
+/* Inside a team's fn(job, p0, p1) with p1 - p0 == 1 only: returns once the
+ * other member has called it as many times. */
+void crnn_parallel_barrier(ptrdiff_t p0);
+
 /* A split whose two threads could not both run most of the time (another
  * thread, such as OpenBLAS's spinning pool, held a core) makes the next
  * ~0.1 s of calls run on the caller alone (see crowded() in parallel.c).

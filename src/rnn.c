@@ -16,6 +16,8 @@
  * Workspace (crnn_rnn_workspace_size):
  *     infer     2H + Tc*B*H   biases (b_ih, b_hh: zeros if NULL), the input
  *                             product of Tc = chunk_steps(..) steps
+ *               [+ B*H]       a second state buffer for the shapes of
+ *                             units_shape() (common.h)
  *     train     2H            biases; [F1] writes into ws_h (the slot each
  *                             step then overwrites with its state)
  *     backward  Tc*B*H + B*H  dpre of one chunk of Tc = backward_chunk_steps(..)
@@ -45,6 +47,12 @@ static crnn_status rnn_check_desc(const crnn_rnn_desc *d)
     return CRNN_OK;
 }
 
+/* Inference of this shape may split the units over two threads (common.h). */
+static int rnn_units_shape(const crnn_rnn_desc *d)
+{
+    return units_shape(d->steps, d->batch, d->hidden_size, d->hidden_size, d->hidden_size);
+}
+
 size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
 {
     if (rnn_check_desc(d) != CRNN_OK)
@@ -56,7 +64,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     switch (pass) {
     case CRNN_PASS_INFER:
         return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H
-               + packed_ih + packed;
+               + (rnn_units_shape(d) ? B * H : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
         return 2 * H + packed;
     case CRNN_PASS_BACKWARD:
@@ -91,44 +99,46 @@ static crnn_status FN(rnn_check)(const crnn_blas *blas, const crnn_rnn_desc *d,
     return check_lengths(lengths, d->steps, d->batch);
 }
 
-/* One step t for the whole batch: [F2] and [F3].
- * pre (B, H) holds x_t W_ih^T on entry; h_out may be h_prev (inference
- * updates the state in place) and pre may be h_out (training: the tape slot
- * is reused); every element is read before it is written. */
+/* One step t for the whole batch, on hidden units [u0, u1): [F2] and [F3].
+ * pre (B, H) holds x_t W_ih^T on entry, in the columns of those units;
+ * h_out may be h_prev (inference updates the state in place) when the step
+ * covers all units, and pre may be h_out (training: the tape slot is
+ * reused); every element is read before it is written. */
 static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const real *W_hh,
                          const real *W_hh_packed, /* rgemm.h, or NULL: BLAS */
                          const real *bias,     /* (H,) b_ih + b_hh */
                          const int64_t *lengths, ptrdiff_t t,
+                         ptrdiff_t u0, ptrdiff_t u1,
                          real *pre,            /* (B, H) */
                          const real *h_prev,   /* (B, H) h_{t-1} */
                          real *h_out,          /* (B, H) h_t */
                          real *y_t)            /* (B, H) */
 {
-    const ptrdiff_t B = d->batch, H = d->hidden_size;
+    const ptrdiff_t B = d->batch, H = d->hidden_size, n = u1 - u0;
 
-    /* [F2] pre += h_prev @ W_hh.T */
-    FN(rgemm)(blas, B, H, H, h_prev, H, CRNN_TRANS, W_hh, W_hh_packed, 1, pre, H);
+    /* [F2] pre += h_prev @ W_hh.T, the units' columns */
+    FN(rgemm_units)(blas, 1, H, u0, u1, B, H, h_prev, H, W_hh, W_hh_packed, 1, pre, H);
 
     /* [F3] h_new = act(pre + b_ih + b_hh), a sequence (row) at a time: a
      * valid step outputs it and keeps it, an invalid one outputs 0 and keeps
      * h_prev. */
     for (ptrdiff_t b = 0; b < B; b++) {
-        real *pb = pre + b * H, *yb = y_t + b * H;
+        real *pb = pre + b * H + u0, *yb = y_t + b * H + u0;
         if (!step_valid(lengths, b, t)) {
-            memset(yb, 0, (size_t)H * sizeof(real));
-            copy_row(h_out + b * H, h_prev + b * H, (size_t)H * sizeof(real));
+            memset(yb, 0, (size_t)n * sizeof(real));
+            copy_row(h_out + b * H + u0, h_prev + b * H + u0, (size_t)n * sizeof(real));
             continue;
         }
         if (d->activation == CRNN_TANH) {
-            FN(vtanh)(H, pb, bias, yb);  /* the bias added on the way in */
+            FN(vtanh)(n, pb, bias + u0, yb);  /* the bias added on the way in */
         } else {
             /* relu as `a < 0 ? 0 : a` lets NaN through, as np.maximum does */
-            for (ptrdiff_t j = 0; j < H; j++) {
-                const real a = pb[j] + bias[j];
+            for (ptrdiff_t j = 0; j < n; j++) {
+                const real a = pb[j] + bias[u0 + j];
                 yb[j] = a < 0 ? 0 : a;
             }
         }
-        copy_row(h_out + b * H, yb, (size_t)H * sizeof(real));
+        copy_row(h_out + b * H + u0, yb, (size_t)n * sizeof(real));
     }
 }
 
@@ -144,6 +154,8 @@ typedef struct {
     real *xw;           /* (n, B, H) their input products */
     real *ws_h;         /* the tape (training), or NULL */
     real *y, *h_n;
+    ptrdiff_t k0;       /* split by units: steps done before this chunk, */
+    real *h[2];         /* the state before step k0 + k in h[k % 2], after it in the other */
 } FN(rnn_chunk);
 
 /* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
@@ -165,8 +177,33 @@ static void FN(rnn_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         if (c->W_ih_packed != NULL)  /* [F1] pre = x[t, b0:b1] @ W_ih.T */
             FN(rgemm)(c->blas, b1 - b0, H, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
                       c->W_ih_packed, 0, pre, H);
-        FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t,
+        FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t, 0, H,
                      pre, h_prev + b0 * H, h_out + b0 * H, c->y + t * B * H + b0 * H);
+    }
+}
+
+/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
+ * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
+ * units_cut(H), [0, 2) all of them. A unit's output reads only that unit's
+ * columns of the products, but the recurrent product reads all of h_{t-1}:
+ * the members meet after every step, and the state goes back and forth
+ * between two buffers, so that neither writes the h_{t-1} the other may
+ * still be reading. Inference only. */
+static void FN(rnn_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(rnn_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
+    const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
+    const int rev = c->d->reverse != 0;
+    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), the units' columns */
+    FN(rgemm_units)(c->blas, 1, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
+                    c->xw, H);
+    for (ptrdiff_t k = 0; k < c->n; k++) {
+        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
+        FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
+                     c->xw + (t - c->t0) * B * H, c->h[s % 2], c->h[(s + 1) % 2], c->y + t * B * H);
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
     }
 }
 
@@ -184,6 +221,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
 
     real *ws_h = tape;  /* (T+1, B, H) training only */
     real *xw;           /* (Tc, B, H) the input product of one chunk */
+    real *h_other = NULL;  /* (B, H) the second state buffer, split by units */
     ptrdiff_t Tc;
     if (tape != NULL) {
         /* Step t's input product goes straight into the slot its result will
@@ -194,18 +232,23 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     } else {
         xw = workspace + 2 * H;
         Tc = chunk_steps(T, B, H, d->chunk_steps);
+        if (rnn_units_shape(d))
+            h_other = xw + Tc * B * H;
         copy_or_zero(h_n, h0, (size_t)(B * H) * sizeof(real));
     }
     /* the packed W_hh and W_ih: the caller's (crnn.h), else, when used, W_hh
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
+    /* split by units (common.h): inference only */
+    const int units = h_other != NULL && FN(units_split)(blas, T, B, H, H, H);
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, CRNN_TRANS, w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, units, CRNN_TRANS, w->W_hh,
+                                        workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
-    const int threads = tape != NULL ? 1 : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
+    const int threads = units ? 2 : tape != NULL ? 1 : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -214,21 +257,27 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
                                      workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
     FN(rnn_chunk) chunk = { blas, d, w->W_ih, threads > 1 ? W_ih_packed : NULL, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
-                            x, xw, ws_h, y, h_n };
+                            x, xw, ws_h, y, h_n, 0, { h_n, h_other } };
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
         const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), here unless the threads do it by rows */
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), here unless the threads share it */
         if (threads == 1)
             FN(rgemm)(blas, n * B, H, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, H);
 
         chunk.t0 = t0;
         chunk.n = n;
-        crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
+        chunk.k0 = k0;
+        if (units)
+            crnn_parallel_team(threads, FN(rnn_chunk_units), &chunk);
+        else
+            crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
     }
+    if (units && T % 2 == 1)  /* the last step wrote the other buffer */
+        memcpy(h_n, h_other, (size_t)(B * H) * sizeof(real));
     if (tape != NULL)
         memcpy(h_n, ws_h + next_slot(rev ? 0 : T - 1, rev) * B * H, (size_t)(B * H) * sizeof(real));
 }
@@ -322,7 +371,7 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     /* W_hh (H, H) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, 0, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, H));
 

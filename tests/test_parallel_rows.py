@@ -108,6 +108,11 @@ CASES = [
     ("gru", 40, 32, 20, 130, True, False),    # inference in chunks of 8 steps
     ("rnn", 128, 8, 100, 256, True, True),
     ("rnn", 100, 40, 64, 128, False, False),
+    # split by hidden units instead (units_shape(): B*G*H*H >= 32M per step,
+    # H a multiple of 16); odd T: the state ends in the second buffer
+    ("lstm", 5, 8, 40, 1024, False, True),
+    ("gru", 10, 11, 24, 1024, True, False),   # two chunks of 8 and 2 steps
+    ("rnn", 9, 24, 33, 1200, False, True),
 ]
 
 

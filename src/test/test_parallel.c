@@ -265,15 +265,22 @@ static void test_cells(void)
      * common.h), inference in chunks of 8 steps, an odd batch, small I (the
      * naive BLAS computes the input product of one thread) */
     static const ptrdiff_t shapes[][4] = { { 40, 16, 4, 330 }, { 40, 17, 4, 176 }, { 40, 16, 3, 200 } };
+    /* and split by units (units_shape(): B*G*H*H >= 32M per step), odd T:
+     * the state ends in the second buffer; inference only (training
+     * forwards are not split), few steps: slow under valgrind */
+    static const ptrdiff_t unit_shapes[][4] = { { 3, 8, 3, 2048 }, { 3, 8, 3, 1024 }, { 3, 8, 3, 1200 } };
     for (int cell = CELL_RNN; cell <= CELL_GRU; cell++) {
         int ok = 1;
-        {
-            const ptrdiff_t T = shapes[cell][0], B = shapes[cell][1], I = shapes[cell][2], H = shapes[cell][3];
+        for (int split = 0; split < 2; split++) {
+            const ptrdiff_t *shape = split ? unit_shapes[cell] : shapes[cell];
+            const ptrdiff_t T = shape[0], B = shape[1], I = shape[2], H = shape[3];
             int64_t lengths[64];
             for (ptrdiff_t b = 0; b < B; b++)
                 lengths[b] = b == 0 ? T : (b * 7) % (T + 1);
             for (int variant = 0; variant < 8; variant++) {
                 const int reverse = variant & 1, train = (variant >> 1) & 1, ragged = variant >> 2;
+                if (split && train)
+                    continue;
                 const int64_t *len = ragged ? lengths : NULL;
                 result a = forward(cell, &one, T, B, I, H, reverse, len, train);
                 result b = forward(cell, &two, T, B, I, H, reverse, len, train);
@@ -284,9 +291,46 @@ static void test_cells(void)
         char what[64];
         snprintf(what, sizeof what, "%s: 2 threads == 1 thread", names[cell]);
         check(ok, what);
-        printf("%s %-13s forward, training forward: 2 threads == 1 thread\n",
+        printf("%s %-13s forward, training forward: 2 threads == 1 thread (rows, units)\n",
                ok ? "ok  " : "FAIL", names[cell]);
     }
+}
+
+/* ---- 5: a team of two meeting at barriers ---- */
+
+enum { TEAM_ROUNDS = 2000 };
+
+typedef struct {
+    volatile long seen[2];  /* the round each member last wrote */
+    int ok;
+    int parts[2];           /* the parts each call covered, as p1 - p0 */
+} team_job;
+
+static void team_member(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    team_job *job = arg;
+    job->parts[p0] = (int)(p1 - p0);
+    if (p1 - p0 != 1)
+        return;  /* alone: no barrier */
+    for (long round = 1; round <= TEAM_ROUNDS; round++) {
+        job->seen[p0] = round;
+        crnn_parallel_barrier(p0);
+        /* past the barrier, the other member's write of this round shows */
+        if (job->seen[1 - p0] != round)
+            job->ok = 0;
+        crnn_parallel_barrier(p0);  /* before anyone writes the next round */
+    }
+}
+
+static void test_team(void)
+{
+    team_job job = { { 0, 0 }, 1, { 0, 0 } };
+    crnn_parallel_team(2, team_member, &job);
+    check(job.ok && job.parts[0] == 1 && job.parts[1] == 1, "team: two members meet at every barrier");
+    team_job alone = { { 0, 0 }, 1, { 0, 0 } };
+    crnn_parallel_team(1, team_member, &alone);
+    check(alone.parts[0] == 2, "team: one thread does both parts");
+    printf("%s team          two members in lock-step over %d barriers\n", allok ? "ok  " : "FAIL", 2 * TEAM_ROUNDS);
 }
 
 /* A worker that spends its rows asleep looks like one kept off its core:
@@ -323,6 +367,7 @@ int main(void)
     test_split_follows_speeds();
     test_concurrent_callers();
     test_shutdown_restart();
+    test_team();
     test_cells();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
