@@ -21,7 +21,11 @@ def _ext():
 
 
 def set_num_threads(n: int) -> None:
-    """Use n >= 1 threads in the BLAS pool crnn calls."""
+    """Use n >= 1 threads in the BLAS pool crnn calls.
+
+    With n >= 2 the C backend's inference also uses one worker thread of its
+    own: it splits a batch by rows, or a large layer by hidden units.
+    """
     _ext().set_num_threads(positive_int("n", n))
 
 
