@@ -144,7 +144,21 @@ static AVX2_FMA void rgemm_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
  * panels (24 accumulators); per k, 3 loads of W and MR broadcasts of A feed
  * MR*3 FMAs. M <= 2 (matrix-vector) takes NP = 4: 4-8 independent FMA
  * chains. Partial panels use a lane mask for C. For M <= 2 only on a W
- * aligned to a cache line (see crnn_rgemm_f32). */
+ * aligned to a cache line (see crnn_rgemm_f32).
+ *
+ * A group of 3 panels (3*16*K floats, 192 KB at K = 1024) does not fit L1,
+ * so each row block reads it from L2; that is fast enough (3 lines per 24
+ * FMAs). What is not: a W of more than L2 (N*K*4 bytes; 16 MiB for an LSTM
+ * of H = 1024) comes from L3 or memory, and the first row block of every
+ * group waited on it: 64 x 4096 x 1024 ran at 85% of the L2-resident speed.
+ * So with two or more row blocks, the first three of a group each fetch
+ * one panel of the next group into L2 while they compute, a line (one k)
+ * per k, long before it is needed. Measured 1.05-1.2x at M = 16..128 with
+ * W of 4-16 MiB, no change where W fits L2. Splitting K into blocks that
+ * keep a panel slice in L1 was no faster at any size (kc = 64..256; slower
+ * at 64 and 128): the wait for W stays. One row block (M <= 8) is bound by
+ * how fast W streams in, which prefetching did not raise (M = 1..8, W of
+ * 16 MiB), so there it is left to the hardware. */
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 static inline __attribute__((always_inline)) AVX512 __mmask16 panel_mask(ptrdiff_t valid)
@@ -152,9 +166,12 @@ static inline __attribute__((always_inline)) AVX512 __mmask16 panel_mask(ptrdiff
     return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
 }
 
+/* One tile: rows [0, MR) of A against panels [0, NP) of Wp over all of K;
+ * ncols of its columns exist in C. pf: NULL, or a panel of the next group
+ * to bring into L2 (K lines, one per k). */
 static inline __attribute__((always_inline)) AVX512 void
 tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
-        const float *Wp, float *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate)
+        const float *Wp, float *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate, const float *pf)
 {
     __m512 acc[8][4];
 #pragma GCC unroll 8
@@ -172,6 +189,8 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
 #pragma GCC unroll 8
         for (int p = 0; p < NP; p++)
             w[p] = _mm512_loadu_ps(Wp + p * pstride + k * RGEMM_NR);
+        if (pf != NULL)
+            _mm_prefetch((const char *)(pf + k * RGEMM_NR), _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             const __m512 a = _mm512_set1_ps(A[r * lda + k]);
@@ -190,8 +209,12 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
         }
 }
 
-#define TILE(mr, np) \
-    tile512(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc, ncols, accumulate)
+/* Row block b = r0 / 8 prefetches panel p + np + b of the next group, if
+ * there is one; the matrix-vector tiles (np = 4) never do, and have no test
+ * for it in their loop. */
+#define TILE(mr, np)                                                                                     \
+    tile512(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc,       \
+            ncols, accumulate, (np) < 4 && r0 / 8 < prefetch ? Wp + (p + np + r0 / 8) * RGEMM_NR * K : NULL)
 
 /* All rows, in blocks of up to 8, against one group of NP panels. */
 #define ROWS(NP)                                              \
@@ -217,6 +240,9 @@ static AVX512 void rgemm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
         const ptrdiff_t left = npanels - p;
         np = M <= 2 && left >= 4 ? 4 : left >= 3 ? 3 : left;
         const ptrdiff_t ncols = (N - p * RGEMM_NR) < np * RGEMM_NR ? N - p * RGEMM_NR : np * RGEMM_NR;
+        /* panels of the next group to prefetch: up to 3, none for one row
+         * block, none past this call's panels */
+        const ptrdiff_t next = left - np, prefetch = M <= 8 ? 0 : next < 3 ? next : 3;
         switch (np) {
         case 4: ROWS(4); break;
         case 3: ROWS(3); break;
