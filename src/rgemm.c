@@ -144,7 +144,21 @@ static AVX2_FMA void rgemm_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
  * panels (24 accumulators); per k, 3 loads of W and MR broadcasts of A feed
  * MR*3 FMAs. M <= 2 (matrix-vector) takes NP = 4: 4-8 independent FMA
  * chains. Partial panels use a lane mask for C. For M <= 2 only on a W
- * aligned to a cache line (see crnn_rgemm_f32). */
+ * aligned to a cache line (see crnn_rgemm_f32).
+ *
+ * A group of 3 panels (3*16*K floats, 192 KB at K = 1024) does not fit L1,
+ * so each row block reads it from L2; that is fast enough (3 lines per 24
+ * FMAs). What is not: a W of more than L2 (N*K*4 bytes; 16 MiB for an LSTM
+ * of H = 1024) comes from L3 or memory, and the first row block of every
+ * group waited on it: 64 x 4096 x 1024 ran at 85% of the L2-resident speed.
+ * So with two or more row blocks, the first three of a group each fetch
+ * one panel of the next group into L2 while they compute, a line (one k)
+ * per k, long before it is needed. Measured 1.05-1.2x at M = 16..128 with
+ * W of 4-16 MiB, no change where W fits L2. Splitting K into blocks that
+ * keep a panel slice in L1 was no faster at any size (kc = 64..256; slower
+ * at 64 and 128): the wait for W stays. One row block (M <= 8) is bound by
+ * how fast W streams in, which prefetching did not raise (M = 1..8, W of
+ * 16 MiB), so there it is left to the hardware. */
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 static inline __attribute__((always_inline)) AVX512 __mmask16 panel_mask(ptrdiff_t valid)
@@ -152,10 +166,20 @@ static inline __attribute__((always_inline)) AVX512 __mmask16 panel_mask(ptrdiff
     return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
 }
 
+/* One tile: rows [0, MR) of A against panels [0, NP) of Wp over all of K;
+ * ncols of its columns exist in C. pf: NULL, or a panel of the next group
+ * to bring into L2 (K lines, one per k). cnext: NULL, or the C of the next
+ * tile (cnext_rows rows of NP panels), to bring into L2 before it is read. */
 static inline __attribute__((always_inline)) AVX512 void
 tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
-        const float *Wp, float *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate)
+        const float *Wp, float *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate, const float *pf,
+        const float *cnext, ptrdiff_t cnext_rows)
 {
+    if (cnext != NULL)
+        for (ptrdiff_t r = 0; r < cnext_rows; r++)
+#pragma GCC unroll 4
+            for (int p = 0; p < NP; p++)
+                _mm_prefetch((const char *)(cnext + r * ldc + RGEMM_NR * p), _MM_HINT_T1);
     __m512 acc[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
@@ -172,6 +196,8 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
 #pragma GCC unroll 8
         for (int p = 0; p < NP; p++)
             w[p] = _mm512_loadu_ps(Wp + p * pstride + k * RGEMM_NR);
+        if (pf != NULL)
+            _mm_prefetch((const char *)(pf + k * RGEMM_NR), _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             const __m512 a = _mm512_set1_ps(A[r * lda + k]);
@@ -190,22 +216,36 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
         }
 }
 
-#define TILE(mr, np) \
-    tile512(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc, ncols, accumulate)
+/* Row block b = r0 / 8 prefetches panel p + np + b of the next group, if
+ * there is one; the matrix-vector tiles (np = 4) never do, and have no test
+ * for it in their loop. */
+#define TILE(mr, np)                                                                                     \
+    tile512(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc,       \
+            ncols, accumulate, (np) < 4 && r0 / 8 < prefetch ? Wp + (p + np + r0 / 8) * RGEMM_NR * K : NULL, \
+            cnext, M - r1 < 8 ? M - r1 : 8)
 
-/* All rows, in blocks of up to 8, against one group of NP panels. */
-#define ROWS(NP)                                              \
-    for (ptrdiff_t r0 = 0; r0 < M; r0 += 8) {                    \
-        switch (M - r0 < 8 ? M - r0 : 8) {                  \
-        case 1: TILE(1, NP); break;                                   \
-        case 2: TILE(2, NP); break;                                   \
-        case 3: TILE(3, NP); break;                                   \
-        case 4: TILE(4, NP); break;                                   \
-        case 5: TILE(5, NP); break;                                   \
-        case 6: TILE(6, NP); break;                                   \
-        case 7: TILE(7, NP); break;                                   \
-        default: TILE(8, NP); break;                                  \
-        }                                                             \
+/* All rows, in blocks of up to 8, against one group of NP panels. When the
+ * product accumulates, each tile starts by loading its C (24 lines at
+ * 8 x 3), from L3 or memory in an RNN (the gates of a step, written by the
+ * input product of its chunk): the tile before fetches them into L2. The
+ * next tile is rows r1 of this group, or the first rows of a whole next
+ * group. Measured 1.01-1.04x at M = 64..512 with W of 8-16 MiB, no change
+ * elsewhere. */
+#define ROWS(NP)                                                                           \
+    for (ptrdiff_t r0 = 0; r0 < M; r0 += 8) {                                              \
+        const ptrdiff_t r1 = r0 + 8 < M ? r0 + 8 : 0;                                      \
+        const float *cnext = accumulate && M > 8 && (r1 > 0 || next >= (NP))               \
+                                 ? C + r1 * ldc + (r1 > 0 ? p : p + (NP)) * RGEMM_NR : NULL; \
+        switch (M - r0 < 8 ? M - r0 : 8) {                                                 \
+        case 1: TILE(1, NP); break;                                                        \
+        case 2: TILE(2, NP); break;                                                        \
+        case 3: TILE(3, NP); break;                                                        \
+        case 4: TILE(4, NP); break;                                                        \
+        case 5: TILE(5, NP); break;                                                        \
+        case 6: TILE(6, NP); break;                                                        \
+        case 7: TILE(7, NP); break;                                                        \
+        default: TILE(8, NP); break;                                                       \
+        }                                                                                  \
     }
 
 static AVX512 void rgemm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
@@ -217,6 +257,9 @@ static AVX512 void rgemm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
         const ptrdiff_t left = npanels - p;
         np = M <= 2 && left >= 4 ? 4 : left >= 3 ? 3 : left;
         const ptrdiff_t ncols = (N - p * RGEMM_NR) < np * RGEMM_NR ? N - p * RGEMM_NR : np * RGEMM_NR;
+        /* panels of the next group to prefetch: up to 3, none for one row
+         * block, none past this call's panels */
+        const ptrdiff_t next = left - np, prefetch = M <= 8 ? 0 : next < 3 ? next : 3;
         switch (np) {
         case 4: ROWS(4); break;
         case 3: ROWS(3); break;
@@ -231,17 +274,24 @@ static AVX512 void rgemm_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const flo
 
 /* ---- float64, AVX-512 only: a 16-column panel is two zmm of 8 doubles ----
  *
- * Tiles of MR rows x NP panels, 2*MR*NP accumulators: MR <= 6 x 1 panel in
- * general (12 accumulators; per k 2 loads of W, MR broadcasts, 2*MR FMAs),
- * 1-2 rows x 4 panels for the matrix-vector case (8 independent chains). */
+ * Tiles of MR rows x NP panels, 2*MR*NP accumulators: MR <= 6 x 2 panels
+ * in general (24 accumulators; per k 4 loads of W, MR broadcasts, 4*MR
+ * FMAs), 1-2 rows x 4 panels for the matrix-vector case (8 independent
+ * chains). As for float32, with two or more row blocks the first four of a
+ * group each bring a half of the next group (a line per k) into L2.
+ * Measured against 6 x 1 tiles without prefetching (bench_rgemm -d, 1
+ * thread, two runs on a machine shared with other work, so roughly): 1.08x
+ * at M = 4, 1.13-1.22x at M = 16..64 with W of 2 MiB, 1.2-1.6x with W of
+ * 4-32 MiB; M = 1 unchanged. */
 static inline __attribute__((always_inline)) AVX512 __mmask8 half_mask(ptrdiff_t valid)
 {
     return valid >= 8 ? (__mmask8)0xFF : valid <= 0 ? (__mmask8)0 : (__mmask8)((1u << valid) - 1);
 }
 
+/* pf: NULL, or K lines (one per k) of the next group to bring into L2. */
 static inline __attribute__((always_inline)) AVX512 void
 tile512d(const int MR, const int NP, ptrdiff_t K, const double *A, ptrdiff_t lda,
-         const double *Wp, double *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate)
+         const double *Wp, double *C, ptrdiff_t ldc, ptrdiff_t ncols, int accumulate, const double *pf)
 {
     __m512d acc[6][8];
 #pragma GCC unroll 6
@@ -261,6 +311,8 @@ tile512d(const int MR, const int NP, ptrdiff_t K, const double *A, ptrdiff_t lda
             w[2 * p] = _mm512_loadu_pd(Wp + p * pstride + k * RGEMM_NR);
             w[2 * p + 1] = _mm512_loadu_pd(Wp + p * pstride + k * RGEMM_NR + 8);
         }
+        if (pf != NULL)
+            _mm_prefetch((const char *)(pf + k * 8), _MM_HINT_T1);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             const __m512d a = _mm512_set1_pd(A[r * lda + k]);
@@ -279,8 +331,24 @@ tile512d(const int MR, const int NP, ptrdiff_t K, const double *A, ptrdiff_t lda
         }
 }
 
-#define TILE(mr, np) \
-    tile512d(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc, ncols, accumulate)
+/* Row block b = r0 / 6 prefetches the b-th K lines (8 doubles each) of the
+ * next group, if there are that many. */
+#define TILE(mr, np)                                                                                \
+    tile512d(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc, \
+             ncols, accumulate, r0 / 6 < prefetch ? Wp + (p + np) * RGEMM_NR * K + r0 / 6 * 8 * K : NULL)
+
+/* All rows, in blocks of up to 6, against one group of NP panels. */
+#define ROWS(NP)                                       \
+    for (ptrdiff_t r0 = 0; r0 < M; r0 += 6) {          \
+        switch (M - r0 < 6 ? M - r0 : 6) {             \
+        case 1: TILE(1, NP); break;                    \
+        case 2: TILE(2, NP); break;                    \
+        case 3: TILE(3, NP); break;                    \
+        case 4: TILE(4, NP); break;                    \
+        case 5: TILE(5, NP); break;                    \
+        default: TILE(6, NP); break;                   \
+        }                                              \
+    }
 
 static AVX512 void rgemm_avx512_f64(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda,
                                     const double *Wp, int accumulate, double *C, ptrdiff_t ldc)
@@ -288,26 +356,25 @@ static AVX512 void rgemm_avx512_f64(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     const ptrdiff_t npanels = (N + RGEMM_NR - 1) / RGEMM_NR;
     ptrdiff_t np;
     for (ptrdiff_t p = 0; p < npanels; p += np) {
-        np = M <= 2 && npanels - p >= 4 ? 4 : 1;
+        const ptrdiff_t left = npanels - p;
+        np = M <= 2 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
         const ptrdiff_t ncols = (N - p * RGEMM_NR) < np * RGEMM_NR ? N - p * RGEMM_NR : np * RGEMM_NR;
-        for (ptrdiff_t r0 = 0; r0 < M; r0 += 6) {
-            const ptrdiff_t mr = M - r0 < 6 ? M - r0 : 6;
-            if (np == 4) {
-                if (mr == 1) TILE(1, 4); else TILE(2, 4);
-                continue;
+        /* halves of panels of the next group to prefetch: up to 4, none for
+         * one row block, none past this call's panels */
+        const ptrdiff_t next = left - np, prefetch = M <= 6 ? 0 : next < 2 ? 2 * next : 4;
+        if (np == 4) {
+            for (ptrdiff_t r0 = 0; r0 < M; r0 += 2) {
+                if (M - r0 == 1) TILE(1, 4); else TILE(2, 4);
             }
-            switch (mr) {
-            case 1: TILE(1, 1); break;
-            case 2: TILE(2, 1); break;
-            case 3: TILE(3, 1); break;
-            case 4: TILE(4, 1); break;
-            case 5: TILE(5, 1); break;
-            default: TILE(6, 1); break;
-            }
+        } else if (np == 2) {
+            ROWS(2);
+        } else {
+            ROWS(1);
         }
     }
 }
 
+#undef ROWS
 #undef TILE
 
 static int have_avx512(void)
