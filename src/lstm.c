@@ -223,11 +223,12 @@ typedef struct {
     const int64_t *lengths;
     ptrdiff_t t0, n;               /* times t0 .. t0+n-1 */
     real *xw;                      /* (n, B, 4H) their input products */
-    const real *x, *W_ih_packed;   /* W_ih packed: [F1] here, by rows; NULL: done */
+    const real *x, *W_ih_packed;   /* W_ih packed, for [F1] on the threads */
     real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
     real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
     ptrdiff_t k0;                  /* split by units: steps done before this chunk, */
     real *h[2];                    /* the state before step k0 + k in h[k % 2], after it in the other */
+    int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(lstm_chunk);
 
 /* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
@@ -247,7 +248,7 @@ static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
         real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
         real *y_t = c->y + t * B * P + b0 * P;
-        if (c->W_ih_packed != NULL)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
+        if (c->step_input)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
             FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
                       c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
@@ -262,6 +263,28 @@ static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
                           c->h_n + b0 * P, c->c_n + b0 * H, c->h_n + b0 * P, c->c_n + b0 * H,
                           y_t, r, hr);
     }
+}
+
+/* The chunk on a team of two (parallel.h) when split by rows with few rows
+ * per thread (chunk_input_by_team in common.h): [F1] of all its steps and
+ * rows first, each member its half of the columns, then, once both are
+ * done, the steps on each member's half of the rows. Alone ([0, 2)): all
+ * of it. */
+static void FN(lstm_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(lstm_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = 4 * c->d->hidden_size;
+    FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->w->W_ih, c->W_ih_packed,
+                           c->xw, GH);
+    if (p1 - p0 == 2) {
+        FN(lstm_chunk_rows)(arg, 0, B);
+        return;
+    }
+    crnn_parallel_barrier(p0);
+    if (p0 == 0)
+        FN(lstm_chunk_rows)(arg, 0, B / 2);
+    else
+        FN(lstm_chunk_rows)(arg, B / 2, B);
 }
 
 /* The chunk's steps on hidden units [u0, u1) of every row, for a team of
@@ -355,8 +378,9 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
                                      workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
-    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, threads > 1 ? W_ih_packed : NULL,
-                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other } };
+    FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, 0 };
+    chunk.step_input = threads > 1 && !units && !chunk_input_by_team(B);
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -372,6 +396,8 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         chunk.k0 = k0;
         if (units)
             crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
+        else if (threads > 1 && chunk_input_by_team(B))
+            crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
         else
             crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
     }

@@ -146,7 +146,7 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
 typedef struct {
     const crnn_blas *blas;
     const crnn_rnn_desc *d;
-    const real *W_ih, *W_ih_packed;  /* W_ih packed: [F1] here, by rows; NULL: done */
+    const real *W_ih, *W_ih_packed;  /* W_ih packed, for [F1] on the threads */
     const real *W_hh, *W_hh_packed, *bias;
     const int64_t *lengths;
     ptrdiff_t t0, n;    /* times t0 .. t0+n-1 */
@@ -156,6 +156,7 @@ typedef struct {
     real *y, *h_n;
     ptrdiff_t k0;       /* split by units: steps done before this chunk, */
     real *h[2];         /* the state before step k0 + k in h[k % 2], after it in the other */
+    int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(rnn_chunk);
 
 /* The chunk's steps on the sequences (rows) [b0, b1) only: a row reads
@@ -174,12 +175,34 @@ static void FN(rnn_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const real *h_prev = c->ws_h != NULL ? c->ws_h + prev_slot(t, rev) * B * H : c->h_n;
         real *h_out = c->ws_h != NULL ? c->ws_h + next_slot(t, rev) * B * H : c->h_n;
         real *pre = c->xw + (t - c->t0) * B * H + b0 * H;
-        if (c->W_ih_packed != NULL)  /* [F1] pre = x[t, b0:b1] @ W_ih.T */
+        if (c->step_input)  /* [F1] pre = x[t, b0:b1] @ W_ih.T */
             FN(rgemm)(c->blas, b1 - b0, H, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
                       c->W_ih_packed, 0, pre, H);
         FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t, 0, H,
                      pre, h_prev + b0 * H, h_out + b0 * H, c->y + t * B * H + b0 * H);
     }
+}
+
+/* The chunk on a team of two (parallel.h) when split by rows with few rows
+ * per thread (chunk_input_by_team in common.h): [F1] of all its steps and
+ * rows first, each member its half of the columns, then, once both are
+ * done, the steps on each member's half of the rows. Alone ([0, 2)): all
+ * of it. */
+static void FN(rnn_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(rnn_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = c->d->hidden_size;
+    FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed,
+                           c->xw, GH);
+    if (p1 - p0 == 2) {
+        FN(rnn_chunk_rows)(arg, 0, B);
+        return;
+    }
+    crnn_parallel_barrier(p0);
+    if (p0 == 0)
+        FN(rnn_chunk_rows)(arg, 0, B / 2);
+    else
+        FN(rnn_chunk_rows)(arg, B / 2, B);
 }
 
 /* The chunk's steps on hidden units [u0, u1) of every row, for a team of
@@ -256,8 +279,9 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         W_ih_packed = FN(input_pack)(H, I, w->W_ih,
                                      workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
-    FN(rnn_chunk) chunk = { blas, d, w->W_ih, threads > 1 ? W_ih_packed : NULL, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
-                            x, xw, ws_h, y, h_n, 0, { h_n, h_other } };
+    FN(rnn_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
+                            x, xw, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
+    chunk.step_input = threads > 1 && !units && !chunk_input_by_team(B);
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -273,6 +297,8 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         chunk.k0 = k0;
         if (units)
             crnn_parallel_team(threads, FN(rnn_chunk_units), &chunk);
+        else if (threads > 1 && chunk_input_by_team(B))
+            crnn_parallel_team(threads, FN(rnn_chunk_team_rows), &chunk);
         else
             crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
     }

@@ -2,9 +2,12 @@
 
 With crnn.set_num_threads(2) the step loop of an inference pass whose
 recurrent product runs in the packed kernel (T >= 4, 8 <= B <= 128) and
-that has enough work (src/common.h, parallel_shape) runs part of the rows on a worker thread, each thread with its own rows' input
-product (training forward passes stay on one thread; they are run here too,
-to check just that). Every row is computed as on one thread except that the input
+that has enough work (src/common.h, parallel_shape) runs part of the rows on
+a worker thread: from 32 rows on, each thread computes its own rows' input
+product; below, the two first compute the chunk's input product by columns
+(chunk_input_by_team). Layers too large for a core's L2 split by hidden units
+instead (units_shape), meeting after every step. Training forward passes
+stay on one thread; they are run here too, to check just that. Every row is computed as on one thread except that the input
 product runs in the packed kernel instead of the BLAS: the same sums, so
 results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
 bit at these sizes), and match the NumPy reference. Shapes where the split

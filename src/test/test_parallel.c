@@ -261,10 +261,12 @@ static void test_cells(void)
     one.num_threads = one_thread;
     two.num_threads = two_threads;
     static const char *names[] = { "rnn", "lstm", "gru" };
-    /* T, B, I, H per cell: enough work to be split (parallel_shape() in
-     * common.h), inference in chunks of 8 steps, an odd batch, small I (the
-     * naive BLAS computes the input product of one thread) */
-    static const ptrdiff_t shapes[][4] = { { 40, 16, 4, 330 }, { 40, 17, 4, 176 }, { 40, 16, 3, 200 } };
+    /* T, B, I, H per cell: enough work to be split by rows (parallel_shape()
+     * in common.h), inference in chunks of 8 steps, an odd batch, small I
+     * (the naive BLAS computes the input product of one thread); RNN and LSTM
+     * with the chunk's input product computed by the team first
+     * (chunk_input_by_team: B < 32), GRU with each thread's rows' own */
+    static const ptrdiff_t shapes[][4] = { { 40, 16, 4, 330 }, { 40, 17, 4, 176 }, { 40, 33, 3, 200 } };
     /* and split by units (units_shape(): B*G*H*H >= 32M per step), odd T:
      * the state ends in the second buffer; inference only (training
      * forwards are not split), few steps: slow under valgrind */
