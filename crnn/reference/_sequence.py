@@ -11,7 +11,9 @@ unchanged and writes 0 to its output. That single rule gives both
 directions for free: running forward, the state freezes after the last
 valid step; running in reverse (t = T-1 .. 0), the state stays at its
 initial value until t reaches lengths[b] - 1, where the sequence really
-begins.
+begins. The forwards keep a finished sequence's state by selection
+(np.where), not by multiplying with a 0/1 mask: padding past a length may
+hold anything, and 0 * NaN is NaN.
 """
 
 from __future__ import annotations
@@ -66,14 +68,46 @@ def states_before(outputs: np.ndarray, first: np.ndarray, reverse: bool) -> np.n
     return np.concatenate([first[None], outputs[:-1]])
 
 
-def input_projection(x: np.ndarray, W_ih: np.ndarray, *biases: np.ndarray | None) -> np.ndarray:
-    """[F1] x W_ih^T + the given biases, all steps at once: (T, B, I) -> (T, B, G*H)."""
+# Each forward runs the input product [F1] a chunk of consecutive steps at a
+# time, just before the recurrence visits them, like the C core
+# (src/common.h, chunk_steps): about FORWARD_CHUNK_ELEMENTS elements of
+# products, and at least FORWARD_CHUNK_MIN_STEPS steps so that a small batch
+# still gets a tall product. Inference reuses one chunk-sized buffer for
+# them: its memory does not grow with T.
+FORWARD_CHUNK_ELEMENTS = 1 << 16
+FORWARD_CHUNK_MIN_STEPS = 8
+
+
+def forward_chunk_steps(T: int, B: int, G: int) -> int:
+    """Steps per chunk of the input product, for G = gates x H columns."""
+    return min(T, max(FORWARD_CHUNK_MIN_STEPS, FORWARD_CHUNK_ELEMENTS // (B * G)))
+
+
+def projected_inputs(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray | None, reverse: bool,
+                     tape: np.ndarray | None = None):
+    """[F1] W_ih x_t + bias for every step t, in the order the recurrence visits
+    the steps: yields (t, xw_t), xw_t a (B, G) view the caller may overwrite.
+
+    x (T, B, I), W_ih (G, I), bias (G,) or None. Without a tape (inference)
+    every chunk's products go to one reused buffer, so xw_t is valid until the
+    next step only. A training forward passes tape (T, B, G): the products go
+    to tape[t], where they stay.
+    """
     T, B, I = x.shape
-    xw = (x.reshape(T * B, I) @ W_ih.T).reshape(T, B, -1)
-    present = [b for b in biases if b is not None]
-    if present:
-        xw += sum(present[1:], present[0])
-    return xw
+    G = W_ih.shape[0]
+    n = forward_chunk_steps(T, B, G)
+    scratch = np.empty((n, B, G), dtype=x.dtype) if tape is None else None
+    order = time_order(T, reverse)
+    for k in range(0, T, n):
+        steps = order[k:k + n]
+        first = min(steps[0], steps[-1])                      # the run's earliest step
+        span = slice(first, first + len(steps))
+        xw = tape[span] if tape is not None else scratch[:len(steps)]
+        np.matmul(x[span].reshape(-1, I), W_ih.T, out=xw.reshape(-1, G))
+        if bias is not None:
+            xw += bias
+        for t in steps:
+            yield t, xw[t - first]
 
 
 def weight_grads_over_time(dpre: np.ndarray, inputs: np.ndarray) -> np.ndarray:
