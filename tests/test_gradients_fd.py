@@ -98,8 +98,8 @@ def test_reference_forward_in_chunks_of_steps_matches_finite_differences(cell, m
     has 1), its tape written chunk by chunk, both directions."""
     import crnn
     from crnn.reference import _sequence
-    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_MIN_STEPS", 2)
+    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_ROWS", 2 * 3)
+    assert _sequence.forward_chunk_steps(5, 3) == 2
     layer = make_layer(cell, 2, 3, dtype=np.float64, bidirectional=True)
     with crnn.use_backend("numpy"):
         check_layer_gradients(layer, 5, 3, lengths=[5, 2, 3])

@@ -39,7 +39,7 @@ def test_inference_memory_does_not_grow_with_T(cell, layout, with_lengths):
     """At T = 50 and T = 200 the extra memory of a call is the same: the
     input product runs per chunk of steps and y is written in place. (Before,
     it held the product of all T steps: 4x more at T = 200.)"""
-    B, I, H = 32, 16, 64           # chunks of at most 32 steps: both lengths span several
+    B, I, H = 32, 16, 64           # chunks of 16 steps: both lengths span several
     options = dict(bidirectional=layout != "forward", batch_first=layout.endswith("batch_first"))
     layer = make_layer(cell, I, H, dtype=np.float32, **options)
     rng = np.random.default_rng(0)
@@ -83,9 +83,8 @@ def test_forward_in_chunks_of_steps_equals_one_chunk(cell, reverse, training, mo
     x, weights, h0, c0 = random_problem(cell, 5, 3, 4, 6)
     lengths = np.array([5, 2, 0])
     whole = run_kernel(cell, x, weights, h0, c0, lengths, reverse, training)
-    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_MIN_STEPS", 2)
-    assert _sequence.forward_chunk_steps(5, 3, 6) == 2
+    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_ROWS", 2 * 3)
+    assert _sequence.forward_chunk_steps(5, 3) == 2
     chunked = run_kernel(cell, x, weights, h0, c0, lengths, reverse, training)
     tol = TOLERANCE[np.dtype(np.float64)][0]
     assert_close(chunked[0], whole[0], tol, "y")
@@ -154,3 +153,31 @@ def test_padding_past_a_length_is_never_read(each_backend, cell):
         assert np.array_equal(y, want_y)
         for got, want in zip(state_arrays(state_n), state_arrays(want_state)):
             assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("T", [3, 7])
+@pytest.mark.parametrize("limit", [0, None])
+def test_recurrent_product_layouts_agree(T, limit, monkeypatch):
+    """[F2] on the transposed view (T <= 4), on a transposed copy (a small
+    W_hh) or on W_hh itself (from RECURRENT_COPY_LIMIT on): all W_hh h."""
+    if limit is not None:
+        monkeypatch.setattr(_sequence, "RECURRENT_COPY_LIMIT", limit)
+    rng = np.random.default_rng(3)
+    W_hh, h = rng.standard_normal((12, 5)), rng.standard_normal((4, 5))
+    product = _sequence.recurrent_product(W_hh, T)
+    assert_close(product(h), h @ W_hh.T, TOLERANCE[np.dtype(np.float64)][0], "W_hh h")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("training", [False, True])
+def test_forward_with_W_hh_left_in_place_equals_the_copy(cell, training, monkeypatch):
+    """A whole forward (lengths, reverse) on each layout of [F2]."""
+    x, weights, h0, c0 = random_problem(cell, 7, 3, 4, 6)
+    lengths = np.array([7, 3, 0])
+    copied = run_kernel(cell, x, weights, h0, c0, lengths, True, training)
+    monkeypatch.setattr(_sequence, "RECURRENT_COPY_LIMIT", 0)
+    in_place = run_kernel(cell, x, weights, h0, c0, lengths, True, training)
+    tol = TOLERANCE[np.dtype(np.float64)][0]
+    assert_close(in_place[0], copied[0], tol, "y")
+    for got, want in zip(in_place[1], copied[1]):
+        assert_close(got, want, tol, "state")

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import (backward_chunks, projected_inputs, sigmoid, states_before, transposed,
-                        valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, projected_inputs, recurrent_product, sigmoid,
+                        states_before, valid_mask, weight_grads_over_time)
 
 
 def gru_cell(xw_t, hw, h):
@@ -45,10 +45,10 @@ def gru_step(x_t, h, W_ih_T, W_hh_T, b_ih, b_hh):
 
     x_t (B, I), h (B, H) -> h_t (B, H), a new array. The weights come prepared
     once for many steps (see step_weights): W_ih_T (I, 3H) and W_hh_T (H, 3H)
-    contiguous; b_ih, b_hh (3H,) or None, apart (b_hn sits inside r * (.)).
+    contiguous; b_ih, b_hh (1, 3H) or None, apart (b_hn sits inside r * (.)).
     """
-    xw_t = x_t @ W_ih_T                                       # [F1] for one step
-    hw = h @ W_hh_T                                           # [F2]
+    xw_t = x_t.dot(W_ih_T)                                    # [F1] for one step
+    hw = h.dot(W_hh_T)                                        # [F2]
     if b_ih is not None:
         xw_t += b_ih
         hw += b_hh
@@ -83,12 +83,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, t
         # h_{t-1} seen by step t: kept per step only where lengths freeze states
         h_prev = np.empty_like(y) if lengths is not None else None
     h = h0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
-    # on a contiguous operand than on the transposed view; the copy pays off
-    # only over several steps (a stream calls with T=1).
-    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
+    recurrent = recurrent_product(W_hh, T)                    # h -> W_hh h, see there
     for t, xw_t in projected_inputs(x, W_ih, b_ih, reverse, tape=gates):   # [F1]
-        hw = h @ W_hh_T                                       # [F2]
+        hw = recurrent(h)                                     # [F2]
         if b_hh is not None:
             hw += b_hh
         r_z, n, h_new = gru_cell(xw_t, hw, h)                 # [F3]

@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from ._sequence import (backward_chunks, projected_inputs, states_before, transposed,
+from ._sequence import (backward_chunks, projected_inputs, recurrent_product, states_before,
                         valid_mask, weight_grads_over_time)
 
 
@@ -66,10 +66,10 @@ def lstm_step(x_t, h, c, W_ih_T, W_hh_T, bias, W_hr=None):
 
     x_t (B, I), h (B, P), c (B, H) -> h_t (B, P), c_t (B, H), new arrays. The
     weights come prepared once for many steps (see step_weights): W_ih_T (I, 4H)
-    and W_hh_T (P, 4H) contiguous, bias = b_ih + b_hh (4H,) or None.
+    and W_hh_T (P, 4H) contiguous, bias = b_ih + b_hh (1, 4H) or None.
     """
-    pre = x_t @ W_ih_T                                        # [F1] for one step
-    pre += h @ W_hh_T                                         # [F2]
+    pre = x_t.dot(W_ih_T)                                     # [F1] for one step
+    pre += h.dot(W_hh_T)                                      # [F2]
     if bias is not None:
         pre += bias
     c_new, h_new = lstm_cell(pre, c, W_hr)
@@ -106,14 +106,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
         h_prev = np.empty_like(y) if lengths is not None else None
         c_prev = np.empty((T, B, H), dtype=x.dtype) if lengths is not None else None
     h, c = h0.copy(), c0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
-    # on a contiguous operand than on the transposed view; the copy pays off
-    # only over several steps (a stream calls with T=1).
-    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
+    recurrent = recurrent_product(W_hh, T)                    # h -> W_hh h, see there
     # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
     bias = None if b_ih is None else b_ih + b_hh
     for t, pre in projected_inputs(x, W_ih, bias, reverse, tape=gates):   # [F1]
-        pre += h @ W_hh_T                                     # [F2]
+        pre += recurrent(h)                                   # [F2]
         c_new, h_new = lstm_cell(pre, c, W_hr)                # [F3], [F4]
         if training:
             c_new_all[t] = c_new
