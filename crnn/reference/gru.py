@@ -151,7 +151,7 @@ def gru_backward(cache, dy, dh_n):
             dpre_h[k, :, 2 * H:] = dn_pre * r
             # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
             #      a masked step passes dh on.
-            dh_prev = dpre_h[k] @ W_hh
+            dh_prev = dpre_h[k].dot(W_hh)
             dh_prev += dh_new * z
             if m is not None:
                 dh_prev += (1 - m) * dh

@@ -57,7 +57,7 @@ def lstm_cell(gates, c, W_hr=None):
     h_new = np.tanh(c_new)
     h_new *= o
     if W_hr is not None:
-        h_new = h_new @ W_hr.T                                # [F4]
+        h_new = h_new.dot(W_hr.T)                             # [F4]
     return c_new, h_new
 
 
@@ -167,8 +167,8 @@ def lstm_backward(cache, dy, dh_n, dc_n):
                 dh_new *= m
             if W_hr is not None:
                 # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
-                dW_hr += dh_new.T @ (o * tanh_c)
-                dr = dh_new @ W_hr
+                dW_hr += dh_new.T.dot(o * tanh_c)
+                dr = dh_new.dot(W_hr)
             else:
                 dr = dh_new
             # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
@@ -184,7 +184,7 @@ def lstm_backward(cache, dy, dh_n, dc_n):
             dpre[k, :, 2 * H:3 * H] = dg * (1 - g * g)
             dpre[k, :, 3 * H:] = do * o * (1 - o)
             # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
-            dh_prev, dc_prev = dpre[k] @ W_hh, dc_new * f
+            dh_prev, dc_prev = dpre[k].dot(W_hh), dc_new * f
             if m is not None:
                 dh_prev += (1 - m) * dh
                 dc_prev += (1 - m) * dc

@@ -123,7 +123,7 @@ def rnn_backward(cache, dy, dh_n):
             else:
                 dpre[t - first] = dh_new * (y[t] > 0)
             # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
-            dh_prev = dpre[t - first] @ W_hh
+            dh_prev = dpre[t - first].dot(W_hh)
             if m is not None:
                 dh_prev += (1 - m) * dh
             dh = dh_prev
