@@ -1,4 +1,5 @@
-"""What every cell family shares: time order, length masks, activations.
+"""What every cell family shares: time order, length masks, activations,
+the chunked input product and the layout of the recurrent one.
 
 Legend used across the reference (and in src/*.c):
     T  time steps          B  batch size          I  input features
