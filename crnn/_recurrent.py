@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, reference
 from ._checks import check_finite as _check_finite
 from ._checks import float_array, layer_dtype, lengths_array, positive_int, shape_is
 
@@ -290,7 +290,11 @@ class RecurrentBase:
                 for name, value in zip(self._state_names, parts):
                     _check_finite(name + "0", value)
         kernels = _backend.kernels()
-        D = self.num_directions
+        D, P = self.num_directions, self.output_size
+        # In inference the NumPy kernels write y into a view of the layer's
+        # output (out=), already in the caller's layout: no concatenation of
+        # the directions and no batch_first copy, whose sizes grow with T.
+        writes_out = not training and kernels is reference
         layer_input = xs
         finals, caches, masks = [], [], []
         for layer in range(self.num_layers):
@@ -301,14 +305,22 @@ class RecurrentBase:
                 mask = np.where(draw < keep, 1.0 / keep if keep > 0 else 0.0, 0.0).astype(self.dtype)
                 layer_input = layer_input * mask
             outputs, layer_caches = [], []
+            out = None
+            if writes_out:
+                out = self._output_buffer(xs.shape, layer + 1 == self.num_layers, unbatched)
             for direction in range(D):
+                options = {} if out is None else {"out": out[:, :, direction * P:(direction + 1) * P]}
                 y_d, state_n, cache = self._cell_forward(
                     kernels, layer_input, states0[layer * D + direction],
-                    self._weights(layer, direction), lengths, reverse=direction == 1, training=training)
+                    self._weights(layer, direction), lengths, reverse=direction == 1, training=training,
+                    **options)
                 outputs.append(y_d)
                 layer_caches.append(cache)
                 finals.append(state_n)
-            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            if out is not None:
+                layer_input = out
+            else:
+                layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
             caches.append(layer_caches)
             masks.append(mask)
         y = self._to_layout(layer_input, unbatched)
@@ -319,6 +331,15 @@ class RecurrentBase:
                         batch=xs.shape[1], batch_first=self.batch_first, unbatched=unbatched,
                         input_shape=input_shape)
         return y, state_n, tape
+
+    def _output_buffer(self, x_shape: tuple, top: bool, unbatched: bool) -> np.ndarray:
+        """A layer's output (T, B, D*H_out) for the kernels to write into: for the
+        top layer a time-major view of an array in the caller's layout."""
+        T, B, _ = x_shape
+        features = self.num_directions * self.output_size
+        if top and self.batch_first and not unbatched:
+            return np.empty((B, T, features), dtype=self.dtype).transpose(1, 0, 2)
+        return np.empty((T, B, features), dtype=self.dtype)
 
     def _to_layout(self, seq: np.ndarray, unbatched: bool) -> np.ndarray:
         """(T, B, F) time-major -> the caller's layout."""
@@ -394,8 +415,9 @@ class RecurrentBase:
         return dy
 
     # ------------------------------------------------------------ cell hooks
-    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training):
-        """Run one layer, one direction: -> (y, final state tuple, cache)."""
+    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training, **options):
+        """Run one layer, one direction: -> (y, final state tuple, cache).
+        options go to the kernel as they are (the NumPy kernels' out=)."""
         raise NotImplementedError
 
     def _cell_backward(self, kernels, cache, dy, dstate):

@@ -54,10 +54,11 @@ class RNN(RecurrentBase):
     def _extra_config(self) -> dict[str, Any]:
         return {"nonlinearity": self.nonlinearity}
 
-    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training):
+    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training, **options):
         y, h_n, cache = kernels.rnn_forward(
             x, state[0], weights["W_ih"], weights["W_hh"], weights["b_ih"], weights["b_hh"],
-            nonlinearity=self.nonlinearity, lengths=lengths, reverse=reverse, training=training)
+            nonlinearity=self.nonlinearity, lengths=lengths, reverse=reverse, training=training,
+            **options)
         return y, (h_n,), cache
 
     def _cell_backward(self, kernels, cache, dy, dstate):
@@ -91,10 +92,11 @@ class LSTM(RecurrentBase):
     def _extra_config(self) -> dict[str, Any]:
         return {"proj_size": self.proj_size}
 
-    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training):
+    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training, **options):
         y, h_n, c_n, cache = kernels.lstm_forward(
             x, state[0], state[1], weights["W_ih"], weights["W_hh"], weights["b_ih"],
-            weights["b_hh"], weights["W_hr"], lengths=lengths, reverse=reverse, training=training)
+            weights["b_hh"], weights["W_hr"], lengths=lengths, reverse=reverse, training=training,
+            **options)
         return y, (h_n, c_n), cache
 
     def _cell_backward(self, kernels, cache, dy, dstate):
@@ -122,10 +124,10 @@ class GRU(RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, dtype, seed)
 
-    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training):
+    def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training, **options):
         y, h_n, cache = kernels.gru_forward(
             x, state[0], weights["W_ih"], weights["W_hh"], weights["b_ih"], weights["b_hh"],
-            lengths=lengths, reverse=reverse, training=training)
+            lengths=lengths, reverse=reverse, training=training, **options)
         return y, (h_n,), cache
 
     def _cell_backward(self, kernels, cache, dy, dstate):

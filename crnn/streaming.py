@@ -90,9 +90,12 @@ class Stream:
     def _prepare_numpy_weights(self) -> None:
         layer = self.layer
         names = ("W_ih", "W_hh", "b_ih", "b_hh") + (("W_hr",) if self._is_lstm else ())
-        self._numpy_weights = [reference.step_weights(layer._cell_name, *(layer._weights(k, 0)[key]
-                                                                          for key in names))
-                               for k in range(layer.num_layers)]
+        weights = [reference.step_weights(layer._cell_name, *(layer._weights(k, 0)[key] for key in names))
+                   for k in range(layer.num_layers)]
+        # Per layer: its weights, then views of its rows of the state, which the
+        # step updates in place (self._h and self._c stay the state).
+        rows = zip(self._h, self._c) if self._c is not None else zip(self._h)
+        self._numpy_layers = [w + r for w, r in zip(weights, rows)]
         self._numpy_version = int(layer._weights_version[0])
 
     def reset(self, state=None) -> None:
@@ -122,22 +125,25 @@ class Stream:
         Raises TypeError for a wrong dtype, ValueError for a wrong shape.
         """
         # NumPy backend (the C path replaces this method in __init__): the
-        # reference's one-step functions, no masks, no cache.
-        if type(x) is not np.ndarray or x.dtype != self._dtype:    # the common case costs two tests
-            x = float_array("x", x, self._dtype)
-        if x.shape != self._x_shape:
+        # reference's one-step functions, no masks, no cache. A step costs a few
+        # microseconds at small sizes: the loops below are kept lean on purpose.
+        if type(x) is not np.ndarray or x.dtype is not self._dtype or x.shape != self._x_shape:
+            x = float_array("x", x, self._dtype)              # the slow path, taken rarely
             shape_is("x", x, self._x_shape, "for one step")
         if self.layer._weights_version[0] != self._numpy_version:  # load_state_dict since
             self._prepare_numpy_weights()
         inp = x[None] if self.unbatched else x
-        for k, w in enumerate(self._numpy_weights):
-            if self._is_lstm:
-                h, self._c[k] = reference.lstm_step(inp, self._h[k], self._c[k], *w)
-            elif self._is_gru:
-                h = reference.gru_step(inp, self._h[k], *w)
-            else:
-                h = reference.rnn_step(inp, self._h[k], *w, nonlinearity=self._nonlinearity)
-            self._h[k] = h
-            inp = h
+        # Arguments spelled out, not *unpacked: the call costs ~0.3 us less.
+        if self._is_lstm:
+            for W_ih_T, W_hh_T, bias, W_hr, h, c in self._numpy_layers:
+                inp, c[...] = reference.lstm_step(inp, h, c, W_ih_T, W_hh_T, bias, W_hr)
+                h[...] = inp
+        elif self._is_gru:
+            for W_ih_T, W_hh_T, b_ih, b_hh, h in self._numpy_layers:
+                h[...] = inp = reference.gru_step(inp, h, W_ih_T, W_hh_T, b_ih, b_hh)
+        else:
+            nonlinearity = self._nonlinearity
+            for W_ih_T, W_hh_T, bias, h in self._numpy_layers:
+                h[...] = inp = reference.rnn_step(inp, h, W_ih_T, W_hh_T, bias, nonlinearity=nonlinearity)
         # inp is the top layer's new output, an array of its own
         return inp[0] if self.unbatched else inp

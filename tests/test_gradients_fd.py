@@ -90,3 +90,16 @@ def test_reference_backward_in_chunks_of_steps_matches_finite_differences(cell, 
     layer = make_layer(cell, 2, 3, dtype=np.float64, bidirectional=True)
     with crnn.use_backend("numpy"):
         check_layer_gradients(layer, 5, B, lengths=[5, 2, 3])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reference_forward_in_chunks_of_steps_matches_finite_differences(cell, monkeypatch):
+    """The NumPy forward's input product in chunks of 2 steps (T = 5: the last
+    has 1), its tape written chunk by chunk, both directions."""
+    import crnn
+    from crnn.reference import _sequence
+    monkeypatch.setattr(_sequence, "FORWARD_CHUNK_ROWS", 2 * 3)
+    assert _sequence.forward_chunk_steps(5, 3) == 2
+    layer = make_layer(cell, 2, 3, dtype=np.float64, bidirectional=True)
+    with crnn.use_backend("numpy"):
+        check_layer_gradients(layer, 5, 3, lengths=[5, 2, 3])

@@ -7,6 +7,10 @@ input, the initial state(s) and every weight and bias. These functions are
 the fallback backend and the oracle the C core is tested against. The
 *_step functions run one time step (all sequences valid, no cache), sharing
 the forward's per-step math: a stream steps with them.
+
+The forwards also take out=, an array (a view may do) to write y into: the
+layers pass each direction's part of their output in inference, so neither
+a concatenation nor a batch_first copy is made.
 """
 
 from .gru import gru_backward, gru_forward, gru_step

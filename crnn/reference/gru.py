@@ -8,18 +8,18 @@ Gate blocks are stacked [r, z, n] along the first axis of W_ih, W_hh, b_*:
     h_t = (1 - z) * n + z * h_{t-1}
 
 Step tags match src/gru.c:
-    [F1] input projection for all steps    [F2] recurrent product per step
+    [F1] input projection per chunk of steps  [F2] recurrent product per step
     [F3] gates and state update
     [B1] through the state update and gates
-    [B2] dh_{t-1} per step                 [B3] weight/bias grads, dx per chunk of steps
+    [B2] dh_{t-1} per step                    [B3] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import (backward_chunks, input_projection, sigmoid, states_before, time_order,
-                        transposed, valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, projected_inputs, recurrent_product, sigmoid,
+                        states_before, valid_mask, weight_grads_over_time)
 
 
 def gru_cell(xw_t, hw, h):
@@ -45,17 +45,18 @@ def gru_step(x_t, h, W_ih_T, W_hh_T, b_ih, b_hh):
 
     x_t (B, I), h (B, H) -> h_t (B, H), a new array. The weights come prepared
     once for many steps (see step_weights): W_ih_T (I, 3H) and W_hh_T (H, 3H)
-    contiguous; b_ih, b_hh (3H,) or None, apart (b_hn sits inside r * (.)).
+    contiguous; b_ih, b_hh (1, 3H) or None, apart (b_hn sits inside r * (.)).
     """
-    xw_t = x_t @ W_ih_T                                       # [F1] for one step
-    hw = h @ W_hh_T                                           # [F2]
+    xw_t = x_t.dot(W_ih_T)                                    # [F1] for one step
+    hw = h.dot(W_hh_T)                                        # [F2]
     if b_ih is not None:
         xw_t += b_ih
         hw += b_hh
     return gru_cell(xw_t, hw, h)[2]                           # [F3]
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, training=True):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, training=True,
+                out=None):
     """Run the GRU over a sequence.
 
     Args:
@@ -65,47 +66,46 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, lengths=None, reverse=False, t
         lengths: (B,) valid lengths in [0, T], or None for all T.
         reverse: visit t = T-1 .. 0 instead of 0 .. T-1.
         training: keep the cache that gru_backward needs.
+        out: (T, B, H) array (a view may do) to write y into, or None for a new one.
 
     Returns:
         y (T, B, H), h_n (B, H), cache (None unless training).
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
-    mask = valid_mask(T, B, lengths, x.dtype)
-    xw = input_projection(x, W_ih, b_ih)                      # [F1]
-    y = np.empty((T, B, H), dtype=x.dtype)    # every step writes y[t]
-    gates = xw           # training: step t overwrites xw[t] with its gates r, z, n
+    lengths = None if lengths is None else np.asarray(lengths)
+    y = np.empty((T, B, H), dtype=x.dtype) if out is None else out    # every step writes y[t]
+    gates = None
     if training:
+        # the tape: step t turns row t, its input product, into its gates r, z, n
+        gates = np.empty((T, B, 3 * H), dtype=x.dtype)
         hn = np.empty((T, B, H), dtype=x.dtype)              # W_hn h_{t-1} + b_hn
-        # h_{t-1} seen by step t: kept per step only where masks freeze states
-        h_prev = np.empty_like(y) if mask is not None else None
+        # h_{t-1} seen by step t: kept per step only where lengths freeze states
+        h_prev = np.empty_like(y) if lengths is not None else None
     h = h0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
-    # on a contiguous operand than on the transposed view; the copy pays off
-    # only over several steps (a stream calls with T=1).
-    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
-    for t in time_order(T, reverse):
-        hw = h @ W_hh_T                                       # [F2]
+    recurrent = recurrent_product(W_hh, T)                    # h -> W_hh h, see there
+    for t, xw_t in projected_inputs(x, W_ih, b_ih, reverse, tape=gates):   # [F1]
+        hw = recurrent(h)                                     # [F2]
         if b_hh is not None:
             hw += b_hh
-        r_z, n, h_new = gru_cell(xw[t], hw, h)                # [F3]
+        r_z, n, h_new = gru_cell(xw_t, hw, h)                 # [F3]
         if training:
             gates[t, :, :2 * H], gates[t, :, 2 * H:] = r_z, n
             hn[t] = hw[:, 2 * H:]
-        if mask is None:                                      # every step valid
+        if lengths is None:                                   # every step valid
             y[t] = h = h_new
-        else:                                                 # masked steps keep their state
+        else:                                                 # finished sequences keep their state
             if training:
                 h_prev[t] = h
-            m = mask[t]
-            y[t] = m * h_new
-            h = m * h_new + (1 - m) * h
+            valid = (t < lengths)[:, None]                    # (B, 1): still running at t
+            y[t] = np.where(valid, h_new, 0)
+            h = np.where(valid, h_new, h)
     cache = None
     if training:
-        if mask is None:
+        if lengths is None:
             h_prev = states_before(y, h0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None, reverse=reverse,
-                     mask=mask, gates=gates, hn=hn, h_prev=h_prev)
+                     mask=valid_mask(T, B, lengths, x.dtype), gates=gates, hn=hn, h_prev=h_prev)
     return y, h, cache
 
 
@@ -151,7 +151,7 @@ def gru_backward(cache, dy, dh_n):
             dpre_h[k, :, 2 * H:] = dn_pre * r
             # [B2] h_prev reaches h_new directly (z * h_prev) and through W_hh;
             #      a masked step passes dh on.
-            dh_prev = dpre_h[k] @ W_hh
+            dh_prev = dpre_h[k].dot(W_hh)
             dh_prev += dh_new * z
             if m is not None:
                 dh_prev += (1 - m) * dh

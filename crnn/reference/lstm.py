@@ -8,10 +8,10 @@ Gate blocks are stacked [i, f, g, o] along the first axis of W_ih, W_hh, b_*:
     h_t = W_hr (o * tanh(c_t))          (h has P = proj_size features, c keeps H)
 
 Step tags match src/lstm.c:
-    [F1] input projection for all steps    [F2] recurrent product per step
-    [F3] gates, cell and state update      [F4] projection (proj_size > 0)
-    [B1] through the projection            [B2] through the cell and gates
-    [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx per chunk of steps
+    [F1] input projection per chunk of steps  [F2] recurrent product per step
+    [F3] gates, cell and state update         [F4] projection (proj_size > 0)
+    [B1] through the projection               [B2] through the cell and gates
+    [B3] dh_{t-1} per step                    [B4] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import functools
 
 import numpy as np
 
-from ._sequence import (backward_chunks, input_projection, states_before, time_order,
-                        transposed, valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, projected_inputs, recurrent_product, states_before,
+                        valid_mask, weight_grads_over_time)
 
 
 @functools.lru_cache(maxsize=64)
@@ -57,7 +57,7 @@ def lstm_cell(gates, c, W_hr=None):
     h_new = np.tanh(c_new)
     h_new *= o
     if W_hr is not None:
-        h_new = h_new @ W_hr.T                                # [F4]
+        h_new = h_new.dot(W_hr.T)                             # [F4]
     return c_new, h_new
 
 
@@ -66,10 +66,10 @@ def lstm_step(x_t, h, c, W_ih_T, W_hh_T, bias, W_hr=None):
 
     x_t (B, I), h (B, P), c (B, H) -> h_t (B, P), c_t (B, H), new arrays. The
     weights come prepared once for many steps (see step_weights): W_ih_T (I, 4H)
-    and W_hh_T (P, 4H) contiguous, bias = b_ih + b_hh (4H,) or None.
+    and W_hh_T (P, 4H) contiguous, bias = b_ih + b_hh (1, 4H) or None.
     """
-    pre = x_t @ W_ih_T                                        # [F1] for one step
-    pre += h @ W_hh_T                                         # [F2]
+    pre = x_t.dot(W_ih_T)                                     # [F1] for one step
+    pre += h.dot(W_hh_T)                                      # [F2]
     if bias is not None:
         pre += bias
     c_new, h_new = lstm_cell(pre, c, W_hr)
@@ -77,7 +77,7 @@ def lstm_step(x_t, h, c, W_ih_T, W_hh_T, bias, W_hr=None):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
-                 lengths=None, reverse=False, training=True):
+                 lengths=None, reverse=False, training=True, out=None):
     """Run the LSTM over a sequence.
 
     Args:
@@ -88,50 +88,49 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr=None, *,
         lengths: (B,) valid lengths in [0, T], or None for all T.
         reverse: visit t = T-1 .. 0 instead of 0 .. T-1.
         training: keep the cache that lstm_backward needs.
+        out: (T, B, P) array (a view may do) to write y into, or None for a new one.
 
     Returns:
         y (T, B, P), h_n (B, P), c_n (B, H), cache (None unless training).
     """
     T, B, _ = x.shape
     H = W_hh.shape[0] // 4
-    mask = valid_mask(T, B, lengths, x.dtype)
-    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
-    xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
-    y = np.empty((T, B, W_hh.shape[1]), dtype=x.dtype)    # every step writes y[t]
-    gates = xw           # step t turns xw[t] into its pre-activations, then its gates
+    lengths = None if lengths is None else np.asarray(lengths)
+    y = np.empty((T, B, W_hh.shape[1]), dtype=x.dtype) if out is None else out  # every step writes y[t]
+    gates = None
     if training:
+        # the tape: step t turns row t, its input product, into its activated gates
+        gates = np.empty((T, B, 4 * H), dtype=x.dtype)
         c_new_all = np.empty((T, B, H), dtype=x.dtype)
-        # h_{t-1}, c_{t-1} seen by step t: kept per step only where masks freeze states
-        h_prev = np.empty_like(y) if mask is not None else None
-        c_prev = np.empty((T, B, H), dtype=x.dtype) if mask is not None else None
+        # h_{t-1}, c_{t-1} seen by step t: kept per step only where lengths freeze states
+        h_prev = np.empty_like(y) if lengths is not None else None
+        c_prev = np.empty((T, B, H), dtype=x.dtype) if lengths is not None else None
     h, c = h0.copy(), c0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
-    # on a contiguous operand than on the transposed view; the copy pays off
-    # only over several steps (a stream calls with T=1).
-    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
-    for t in time_order(T, reverse):
-        pre = gates[t]
-        pre += h @ W_hh_T                                     # [F2]
+    recurrent = recurrent_product(W_hh, T)                    # h -> W_hh h, see there
+    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
+    bias = None if b_ih is None else b_ih + b_hh
+    for t, pre in projected_inputs(x, W_ih, bias, reverse, tape=gates):   # [F1]
+        pre += recurrent(h)                                   # [F2]
         c_new, h_new = lstm_cell(pre, c, W_hr)                # [F3], [F4]
         if training:
             c_new_all[t] = c_new
-        if mask is None:                                      # every step valid
+        if lengths is None:                                   # every step valid
             y[t] = h = h_new
             c = c_new
-        else:                                                 # masked steps keep their state
+        else:                                                 # finished sequences keep their state
             if training:
                 h_prev[t], c_prev[t] = h, c
-            m = mask[t]
-            y[t] = m * h_new
-            h = m * h_new + (1 - m) * h
-            c = m * c_new + (1 - m) * c
+            valid = (t < lengths)[:, None]                    # (B, 1): still running at t
+            y[t] = np.where(valid, h_new, 0)
+            h = np.where(valid, h_new, h)
+            c = np.where(valid, c_new, c)
     cache = None
     if training:
-        if mask is None:
+        if lengths is None:
             h_prev, c_prev = states_before(y, h0, reverse), states_before(c_new_all, c0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, W_hr=W_hr, has_bias=b_ih is not None,
-                     reverse=reverse, mask=mask, gates=gates, c_new=c_new_all,
-                     h_prev=h_prev, c_prev=c_prev)
+                     reverse=reverse, mask=valid_mask(T, B, lengths, x.dtype), gates=gates,
+                     c_new=c_new_all, h_prev=h_prev, c_prev=c_prev)
     return y, h, c, cache
 
 
@@ -168,8 +167,8 @@ def lstm_backward(cache, dy, dh_n, dc_n):
                 dh_new *= m
             if W_hr is not None:
                 # [B1] in the forward pass: h = W_hr r, r = o * tanh(c).
-                dW_hr += dh_new.T @ (o * tanh_c)
-                dr = dh_new @ W_hr
+                dW_hr += dh_new.T.dot(o * tanh_c)
+                dr = dh_new.dot(W_hr)
             else:
                 dr = dh_new
             # [B2] in the forward pass: r = o * tanh(c_new), c_new = f * c + i * g.
@@ -185,7 +184,7 @@ def lstm_backward(cache, dy, dh_n, dc_n):
             dpre[k, :, 2 * H:3 * H] = dg * (1 - g * g)
             dpre[k, :, 3 * H:] = do * o * (1 - o)
             # [B3] a valid step reaches h_{t-1}, c_{t-1} through the gates; a masked one passes them on.
-            dh_prev, dc_prev = dpre[k] @ W_hh, dc_new * f
+            dh_prev, dc_prev = dpre[k].dot(W_hh), dc_new * f
             if m is not None:
                 dh_prev += (1 - m) * dh
                 dc_prev += (1 - m) * dc

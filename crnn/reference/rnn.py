@@ -3,17 +3,17 @@
     h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
 
 Step tags match src/rnn.c:
-    [F1] input projection for all steps      [F2] recurrent product per step
-    [F3] activation and masked state update  [B1] gradient through act
-    [B2] dh_{t-1} per step                   [B3] weight/bias grads, dx per chunk of steps
+    [F1] input projection per chunk of steps  [F2] recurrent product per step
+    [F3] activation and masked state update   [B1] gradient through act
+    [B2] dh_{t-1} per step                    [B3] weight/bias grads, dx per chunk of steps
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._sequence import (backward_chunks, input_projection, states_before, time_order,
-                        transposed, valid_mask, weight_grads_over_time)
+from ._sequence import (backward_chunks, projected_inputs, recurrent_product, states_before,
+                        valid_mask, weight_grads_over_time)
 
 
 def _relu(pre):
@@ -30,17 +30,19 @@ def rnn_step(x_t, h, W_ih_T, W_hh_T, bias, *, nonlinearity="tanh"):
 
     x_t (B, I), h (B, H) -> h_t (B, H), a new array. The weights come prepared
     once for many steps (see step_weights): W_ih_T (I, H) and W_hh_T (H, H)
-    contiguous, bias = b_ih + b_hh (H,) or None.
+    contiguous, bias = b_ih + b_hh (1, H) or None.
     """
-    pre = x_t @ W_ih_T                                        # [F1] for one step
-    pre += h @ W_hh_T                                         # [F2]
+    pre = x_t.dot(W_ih_T)                                     # [F1] for one step
+    pre += h.dot(W_hh_T)                                      # [F2]
     if bias is not None:
         pre += bias
-    return rnn_activation(nonlinearity)(pre)                  # [F3]
+    if nonlinearity == "tanh":                                # [F3], in place on a new array
+        return np.tanh(pre, out=pre)
+    return np.maximum(pre, 0, out=pre)
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
-                lengths=None, reverse=False, training=True):
+                lengths=None, reverse=False, training=True, out=None):
     """Run the simple RNN over a sequence.
 
     Args:
@@ -51,40 +53,40 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh",
         lengths: (B,) valid lengths in [0, T], or None for all T.
         reverse: visit t = T-1 .. 0 instead of 0 .. T-1.
         training: keep the cache that rnn_backward needs.
+        out: (T, B, H) array (a view may do) to write y into, or None for a new one.
 
     Returns:
         y (T, B, H) outputs (0 past a length), h_n (B, H), cache (None unless training).
     """
     T, B, _ = x.shape
-    mask = valid_mask(T, B, lengths, x.dtype)
-    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
-    xw = input_projection(x, W_ih, b_ih, b_hh)               # [F1]
-    y = np.empty((T, B, W_hh.shape[0]), dtype=x.dtype)    # every step writes y[t]
-    # h_{t-1} seen by step t: kept per step only where masks freeze states
-    h_prev = np.empty_like(y) if training and mask is not None else None
+    H = W_hh.shape[0]
+    lengths = None if lengths is None else np.asarray(lengths)
+    y = np.empty((T, B, H), dtype=x.dtype) if out is None else out    # every step writes y[t]
+    # h_{t-1} seen by step t: kept per step only where lengths freeze states
+    h_prev = np.empty_like(y) if training and lengths is not None else None
     h = h0.copy()
-    # W_hh^T laid out once: BLAS runs the per-step product up to ~1.5x faster
-    # on a contiguous operand than on the transposed view; the copy pays off
-    # only over several steps (a stream calls with T=1).
-    W_hh_T = transposed(W_hh) if T > 4 else W_hh.T
+    recurrent = recurrent_product(W_hh, T)                    # h -> W_hh h, see there
     act = rnn_activation(nonlinearity)
-    for t in time_order(T, reverse):
-        h_new = act(xw[t] + h @ W_hh_T)                      # [F2], [F3]
-        if mask is None:                                      # every step valid
+    # b_ih and b_hh only ever meet in a sum: add both once, to the input product.
+    bias = None if b_ih is None else b_ih + b_hh
+    for t, pre in projected_inputs(x, W_ih, bias, reverse):  # [F1]
+        pre += recurrent(h)                                   # [F2]
+        h_new = act(pre)                                      # [F3]
+        if lengths is None:                                   # every step valid
             y[t] = h = h_new
-        else:                                                 # masked steps keep their state
+        else:                                                 # finished sequences keep their state
             if h_prev is not None:
                 h_prev[t] = h
-            m = mask[t]
-            y[t] = m * h_new
-            h = m * h_new + (1 - m) * h
+            valid = (t < lengths)[:, None]                    # (B, 1): still running at t
+            y[t] = np.where(valid, h_new, 0)
+            h = np.where(valid, h_new, h)
     cache = None
     if training:
-        if mask is None:
+        if lengths is None:
             h_prev = states_before(y, h0, reverse)
         cache = dict(x=x, W_ih=W_ih, W_hh=W_hh, has_bias=b_ih is not None,
-                     nonlinearity=nonlinearity, reverse=reverse, mask=mask,
-                     h_prev=h_prev, y=y)
+                     nonlinearity=nonlinearity, reverse=reverse,
+                     mask=valid_mask(T, B, lengths, x.dtype), h_prev=h_prev, y=y)
     return y, h, cache
 
 
@@ -121,7 +123,7 @@ def rnn_backward(cache, dy, dh_n):
             else:
                 dpre[t - first] = dh_new * (y[t] > 0)
             # [B2] a valid step reaches h_{t-1} through W_hh; a masked one passes dh on.
-            dh_prev = dpre[t - first] @ W_hh
+            dh_prev = dpre[t - first].dot(W_hh)
             if m is not None:
                 dh_prev += (1 - m) * dh
             dh = dh_prev
