@@ -123,9 +123,10 @@ static struct {
     long waited_ns[2];      /* the caller's, the worker's time blocked at barriers in this job */
     double caller_share;    /* under claim: see split_rows */
     long alone_until;       /* under claim: see crowded */
+    int crowded_jobs;       /* under claim: consecutive crowded jobs */
     progress posted, finished;
     progress arrived[2];    /* crnn_parallel_barrier: the caller's, the worker's */
-} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, { 0, 0 }, 0.5, 0,
+} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, { 0, 0 }, 0.5, 0, 0,
              PROGRESS_INIT, PROGRESS_INIT, { PROGRESS_INIT, PROGRESS_INIT } };
 
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
@@ -158,8 +159,13 @@ static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worke
  * NumPy matmuls with crnn calls), or another process. Two halves on one
  * free core run slower than one thread alone (measured: 1.3x a single
  * thread's time for an LSTM call right after a 2-thread matmul), so calls
- * run on the caller alone for ALONE_NS, then try the split again. */
-enum { ALONE_NS = 100 * 1000 * 1000 };
+ * run on the caller alone for ALONE_NS, then try the split again. Only
+ * after CROWDED_JOBS crowded jobs in a row, though: a spinning pool crowds
+ * every job for its ~0.1 s, while a single crowded job is mostly a blip (a
+ * kernel thread, the host taking the virtual CPU for a moment), seen about
+ * once a second on an idle machine, which alone cost a tenth of the time
+ * at two threads. */
+enum { ALONE_NS = 100 * 1000 * 1000, CROWDED_JOBS = 3 };
 
 enum { JUDGED_NS = 100 * 1000 };  /* shorter halves: too short to tell */
 
@@ -177,6 +183,7 @@ void crnn_parallel_check_crowding(int on)
     atomic_store(&crowding_check, on != 0);
     pthread_mutex_lock(&worker.claim);
     worker.alone_until = 0;
+    worker.crowded_jobs = 0;
     pthread_mutex_unlock(&worker.claim);
 }
 
@@ -215,6 +222,7 @@ static int worker_running(void)
     worker.quit = 0;
     worker.caller_share = 0.5;
     worker.alone_until = 0;
+    worker.crowded_jobs = 0;
     /* Signals stay with the application's threads. */
     sigset_t all, old;
     sigfillset(&all);
@@ -251,10 +259,16 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
     fn(job, 0, at);
     const long caller_ns = now_ns() - start - worker.waited_ns[0], caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
-    if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns))
-        worker.alone_until = now_ns() + ALONE_NS;
-    else if (learn)
-        learn_share(at, B, caller_ns, worker.elapsed_ns);
+    if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
+        if (++worker.crowded_jobs >= CROWDED_JOBS) {
+            worker.alone_until = now_ns() + ALONE_NS;
+            worker.crowded_jobs = 0;
+        }
+    } else {
+        worker.crowded_jobs = 0;
+        if (learn)
+            learn_share(at, B, caller_ns, worker.elapsed_ns);
+    }
     pthread_mutex_unlock(&worker.claim);
 }
 

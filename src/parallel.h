@@ -48,9 +48,10 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
  * other member has called it as many times. */
 void crnn_parallel_barrier(ptrdiff_t p0);
 
-/* A split whose two threads could not both run most of the time (another
- * thread, such as OpenBLAS's spinning pool, held a core) makes the next
- * ~0.1 s of calls run on the caller alone (see crowded() in parallel.c).
+/* Three splits in a row whose two threads could not both run most of the
+ * time (another thread, such as OpenBLAS's spinning pool, held a core) make
+ * the next ~0.1 s of calls run on the caller alone (see crowded() in
+ * parallel.c).
  * on = 0 turns that off, for tests that must see every split. */
 void crnn_parallel_check_crowding(int on);
 

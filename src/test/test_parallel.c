@@ -356,6 +356,10 @@ static void test_crowded_runs_alone(void)
     fast_thread = pthread_self();
     crnn_parallel_check_crowding(1);
     crnn_parallel_rows(2, sleepy_on_worker, NULL, 16);
+    check(rows_ok(2, 16, 1), "crowded once: still split");
+    crnn_parallel_check_crowding(1);
+    for (int i = 0; i < 3; i++)  /* CROWDED_JOBS in a row */
+        crnn_parallel_rows(2, sleepy_on_worker, NULL, 16);
     check(rows_ok(2, 16, 0) && !rows_ok(2, 16, 1), "crowded: the next call runs on the caller alone");
     crnn_parallel_check_crowding(0);
     check(rows_ok(2, 16, 1), "crowded: the split again once the check is off");
