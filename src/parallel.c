@@ -80,28 +80,25 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Returns once p->value >= target, with the nanoseconds it spent blocked
- * (not spinning). */
-static long progress_wait(progress *p, long target, long spin_ns)
+/* Returns once p->value >= target. */
+static void progress_wait(progress *p, long target, long spin_ns)
 {
     if (atomic_load(&p->value) >= target)
-        return 0;
+        return;
     const long deadline = now_ns() + spin_ns;
     for (unsigned i = 1;; i++) {
         if (atomic_load(&p->value) >= target)
-            return 0;
+            return;
         cpu_relax();
         if (i % 64 == 0 && now_ns() > deadline)
             break;
     }
-    const long blocked = now_ns();
     pthread_mutex_lock(&p->mutex);
     atomic_store(&p->sleeping, 1);
     while (atomic_load(&p->value) < target)
         pthread_cond_wait(&p->cond, &p->mutex);
     atomic_store(&p->sleeping, 0);
     pthread_mutex_unlock(&p->mutex);
-    return now_ns() - blocked;
 }
 
 /* ---- the worker ---- */
@@ -120,13 +117,12 @@ static struct {
     int quit;               /* instead of a job: exit */
     long elapsed_ns;        /* written by the worker: how long its rows took */
     long cpu_ns;            /* and how much of that it ran */
-    long waited_ns[2];      /* the caller's, the worker's time blocked at barriers in this job */
     double caller_share;    /* under claim: see split_rows */
     long alone_until;       /* under claim: see crowded */
     int crowded_jobs;       /* under claim: consecutive crowded jobs */
     progress posted, finished;
     progress arrived[2];    /* crnn_parallel_barrier: the caller's, the worker's */
-} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, { 0, 0 }, 0.5, 0, 0,
+} worker = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0.5, 0, 0,
              PROGRESS_INIT, PROGRESS_INIT, { PROGRESS_INIT, PROGRESS_INIT } };
 
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
@@ -199,7 +195,7 @@ static void *worker_main(void *arg)
             return NULL;
         const long start = now_ns(), start_cpu = cpu_ns();
         worker.fn(worker.job, worker.b0, worker.b1);
-        worker.elapsed_ns = now_ns() - start - worker.waited_ns[1];
+        worker.elapsed_ns = now_ns() - start;
         worker.cpu_ns = cpu_ns() - start_cpu;
         progress_advance(&worker.finished, n);
     }
@@ -252,12 +248,11 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
     worker.job = job;
     worker.b0 = at;
     worker.b1 = B;
-    worker.waited_ns[0] = worker.waited_ns[1] = 0;
     const long n = ++worker.jobs;
     progress_advance(&worker.posted, n);
     const long start = now_ns(), start_cpu = cpu_ns();
     fn(job, 0, at);
-    const long caller_ns = now_ns() - start - worker.waited_ns[0], caller_cpu = cpu_ns() - start_cpu;
+    const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
     if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
         if (++worker.crowded_jobs >= CROWDED_JOBS) {
@@ -291,9 +286,7 @@ void crnn_parallel_barrier(ptrdiff_t member)
     progress *mine = &worker.arrived[member != 0], *other = &worker.arrived[member == 0];
     const long n = atomic_load(&mine->value) + 1;
     progress_advance(mine, n);
-    /* Time blocked here is the other member's lead, not a sign of crowded
-     * cores: crowded() leaves it out. */
-    worker.waited_ns[member != 0] += progress_wait(other, n, CALLER_SPIN_NS);
+    progress_wait(other, n, CALLER_SPIN_NS);
 }
 
 void crnn_parallel_shutdown(void)
