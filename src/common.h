@@ -248,6 +248,17 @@ static inline int chunk_input_by_team(ptrdiff_t B)
     return B < 2 * STEP_INPUT_MIN_ROWS;
 }
 
+/* Parts [p0, p1) of a team of two (parallel.h), once each member has done
+ * its half of the chunk's input product: the chunk's steps on rows [0, B/2)
+ * for part 0 and [B/2, B) for part 1, after both halves are done; all rows
+ * for [0, 2). */
+static inline void team_rows_after_input(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t B, crnn_rows_fn rows, void *job)
+{
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    rows(job, p0 == 0 ? 0 : B / 2, p1 == 1 ? B / 2 : B);
+}
+
 /* The first unit of the second thread's half: a panel boundary. */
 static inline ptrdiff_t units_cut(ptrdiff_t H)
 {

@@ -232,15 +232,7 @@ static void FN(gru_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = 3 * c->d->hidden_size;
     FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed,
                            c->xw, GH);
-    if (p1 - p0 == 2) {
-        FN(gru_chunk_rows)(arg, 0, B);
-        return;
-    }
-    crnn_parallel_barrier(p0);
-    if (p0 == 0)
-        FN(gru_chunk_rows)(arg, 0, B / 2);
-    else
-        FN(gru_chunk_rows)(arg, B / 2, B);
+    team_rows_after_input(p0, p1, B, FN(gru_chunk_rows), arg);
 }
 
 /* The chunk's steps on hidden units [u0, u1) of every row, for a team of
