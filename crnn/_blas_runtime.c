@@ -298,6 +298,7 @@ int crnn_runtime_blas_init(crnn_blas_from from, const char *numpy_dir,
     bound_lib = f;
     bound_blas = seam;
     bound_blas.num_threads = bound_lib.get_threads != NULL ? crnn_runtime_blas_get_num_threads : NULL;
+    bound_blas.set_num_threads = bound_lib.get_threads != NULL ? bound_lib.set_threads : NULL;
     bound_info.source = source;
     bound_info.library = bound_lib.path;
     bound_info.int_bits = bound_lib.int_bits;

@@ -42,6 +42,12 @@ typedef struct crnn_blas {
      * give, the BLAS beats the core's single-threaded recurrent kernel on
      * large products, so the core asks before choosing. */
     int (*num_threads)(void);
+    /* Sets the threads the BLAS gives each call from now on, process-wide,
+     * or NULL. A pass the core splits over its own two threads, both of
+     * which call the BLAS, sets 1 while it runs and the number before after
+     * it (parallel.h): two callers of one pool would wait for each other's
+     * pool threads, and a pool thread left spinning takes a core from them. */
+    void (*set_num_threads)(int n);
 } crnn_blas;
 
 /* A BLAS-free reference: plain loops, slow, exact to the usual rounding.

@@ -55,7 +55,7 @@ static void naive_dgemm(crnn_trans trans_a, crnn_trans trans_b,
     }
 }
 
-static const crnn_blas naive_blas = { naive_sgemm, naive_dgemm, NULL };
+static const crnn_blas naive_blas = { naive_sgemm, naive_dgemm, NULL, NULL };
 
 const crnn_blas *crnn_blas_naive(void)
 {

@@ -116,9 +116,11 @@ enum { RGEMM_MIN_STEPS = 4, RGEMM_MAX_B = 128 };
  * when the BLAS has more than one thread: the packed kernel runs on one. */
 #define RGEMM_THREADED_BLAS_MACS (32.0 * 1024 * 1024)
 
+/* The BLAS's threads as the application set them, even while a split
+ * training pass holds them at one (parallel.h). */
 static inline int blas_threads(const crnn_blas *blas)
 {
-    return blas->num_threads != NULL ? blas->num_threads() : 1;
+    return crnn_parallel_blas_threads(blas);
 }
 
 /* p rounded up to a 64-byte cache line; crnn_rgemm_packed_size() leaves the
@@ -137,14 +139,16 @@ static inline int rgemm_shape(ptrdiff_t T, ptrdiff_t B)
  * W_hh as stored, (N, K) with trans_w = CRNN_TRANS (forward: h @ W_hh.T)
  * or (K, N) with CRNN_NO_TRANS (backward: dpre @ W_hh).
  * Packs W into space and returns it when the packed kernel is to be used
- * for this call, else NULL (then rgemm_* goes through BLAS). */
+ * for this call, else NULL (then rgemm_* goes through BLAS). split: the
+ * product is split over the core's own two threads (parallel.h), so a large
+ * one stays in the packed kernel even when the BLAS has threads. */
 static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
-                                             ptrdiff_t N, ptrdiff_t K, int units,
+                                             ptrdiff_t N, ptrdiff_t K, int split,
                                              crnn_trans trans_w, const float *W, float *space)
 {
     if (!rgemm_shape(T, B) || !crnn_rgemm_faster(B, N, K))
         return NULL;
-    if (!units && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
+    if (!split && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
     space = cache_line_up(space);
     crnn_rgemm_pack_f32(N, K, trans_w, W, space);
@@ -152,12 +156,12 @@ static inline const float *rgemm_prepare_f32(const crnn_blas *blas, ptrdiff_t T,
 }
 
 static inline const double *rgemm_prepare_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B,
-                                              ptrdiff_t N, ptrdiff_t K, int units,
+                                              ptrdiff_t N, ptrdiff_t K, int split,
                                               crnn_trans trans_w, const double *W, double *space)
 {
     if (!rgemm_shape(T, B) || !crnn_rgemm_faster_f64(B, N, K))
         return NULL;
-    if (!units && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
+    if (!split && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && blas_threads(blas) > 1)
         return NULL;
     space = cache_line_up(space);
     crnn_rgemm_pack_f64(N, K, trans_w, W, space);
@@ -205,6 +209,36 @@ static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, 
                                ptrdiff_t N, ptrdiff_t K, const void *W_hh_packed)
 {
     return parallel_shape(T, B, I, N, K) && W_hh_packed != NULL && blas_threads(blas) > 1 ? 2 : 1;
+}
+
+/* Training passes split over two threads of the core's own, the forward
+ * pass by rows (the tape's rows are as independent as the state's), the
+ * backward pass too: row b of dh_{t-1} reads only row b of the gate
+ * gradients of step t. Their matrix products over a whole chunk of steps
+ * (the input product [F1], dx and the weight gradients) are split between
+ * the two as well, each calling the BLAS on one thread
+ * (crnn_parallel_blas_solo_begin): OpenBLAS's own pool, left spinning after
+ * a threaded product, would otherwise take a core from the two halves
+ * of the next step loop. So the BLAS must let its threads be set. */
+static inline int train_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N,
+                                ptrdiff_t K)
+{
+    return blas->set_num_threads != NULL && blas_threads(blas) > 1 && rgemm_shape(T, B) && B >= PARALLEL_MIN_B
+                   && (double)T * B * N * (I + K) >= PARALLEL_MIN_MACS
+               ? 2
+               : 1;
+}
+
+/* Member p0's half of [0, n) in a team of two (parallel.h): [0, n/2) for
+ * part 0, [n/2, n) for part 1; all of it for [0, 2). The products over a
+ * chunk of steps that the two members split (dx, the weight gradients) are
+ * computed half by half alone too: a BLAS may sum an element of a product
+ * differently from the same element of a part of it, and results should
+ * not depend on whether the other member was free. */
+static inline void team_half(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t n, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    *lo = p0 == 0 ? 0 : n / 2;
+    *hi = p1 == 1 ? n / 2 : n;
 }
 
 /* Inference shapes whose recurrent product is big enough for the BLAS's
@@ -358,16 +392,20 @@ static inline void rgemm_units_f64(const crnn_blas *blas, int G, ptrdiff_t H, pt
 /* C = A @ W.T (M, N) for parts [p0, p1) of a team of two (parallel.h):
  * columns [0, cut) for part 0, [cut, N) for part 1, cut at a panel boundary
  * (the packed copy's columns from cut then start at Wp + cut*K, as W's rows
- * at W + cut*K); all of them for [0, 2). */
+ * at W + cut*K); both for [0, 2), as two products, so that a BLAS sums
+ * every element as it does split (N = 0 products are skipped). */
 static inline void rgemm_team_columns_f32(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1,
                                           ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
                                           ptrdiff_t lda, const float *W, const float *Wp, float *C,
                                           ptrdiff_t ldc)
 {
     const ptrdiff_t cut = N / 2 / RGEMM_NR * RGEMM_NR;
-    const ptrdiff_t c0 = p0 == 0 ? 0 : cut, c1 = p1 == 1 ? cut : N;
-    rgemm_f32(blas, M, c1 - c0, K, A, lda, CRNN_TRANS, W + c0 * K, Wp != NULL ? Wp + c0 * K : NULL, 0, C + c0,
-              ldc);
+    for (ptrdiff_t p = p0; p < p1; p++) {  /* alone, the same two products: the same sums */
+        const ptrdiff_t c0 = p == 0 ? 0 : cut, c1 = p == 0 ? cut : N;
+        if (c1 > c0)
+            rgemm_f32(blas, M, c1 - c0, K, A, lda, CRNN_TRANS, W + c0 * K, Wp != NULL ? Wp + c0 * K : NULL, 0,
+                      C + c0, ldc);
+    }
 }
 
 static inline void rgemm_team_columns_f64(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1,
@@ -376,23 +414,29 @@ static inline void rgemm_team_columns_f64(const crnn_blas *blas, ptrdiff_t p0, p
                                           ptrdiff_t ldc)
 {
     const ptrdiff_t cut = N / 2 / RGEMM_NR * RGEMM_NR;
-    const ptrdiff_t c0 = p0 == 0 ? 0 : cut, c1 = p1 == 1 ? cut : N;
-    rgemm_f64(blas, M, c1 - c0, K, A, lda, CRNN_TRANS, W + c0 * K, Wp != NULL ? Wp + c0 * K : NULL, 0, C + c0,
-              ldc);
+    for (ptrdiff_t p = p0; p < p1; p++) {  /* alone, the same two products: the same sums */
+        const ptrdiff_t c0 = p == 0 ? 0 : cut, c1 = p == 0 ? cut : N;
+        if (c1 > c0)
+            rgemm_f64(blas, M, c1 - c0, K, A, lda, CRNN_TRANS, W + c0 * K, Wp != NULL ? Wp + c0 * K : NULL, 0,
+                      C + c0, ldc);
+    }
 }
 
-/* db += A.sum(axis=0) for A (rows, cols): a bias gradient over all steps. */
-static inline void add_colsum_f32(float *db, const float *A, ptrdiff_t rows, ptrdiff_t cols)
+/* db[c0:c1] += A[:, c0:c1].sum(axis=0) for A (rows, cols): (part of) a bias
+ * gradient over the steps of a chunk. */
+static inline void add_colsum_f32(float *db, const float *A, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t c0,
+                                  ptrdiff_t c1)
 {
     for (ptrdiff_t r = 0; r < rows; r++)
-        for (ptrdiff_t k = 0; k < cols; k++)
+        for (ptrdiff_t k = c0; k < c1; k++)
             db[k] += A[r * cols + k];
 }
 
-static inline void add_colsum_f64(double *db, const double *A, ptrdiff_t rows, ptrdiff_t cols)
+static inline void add_colsum_f64(double *db, const double *A, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t c0,
+                                  ptrdiff_t c1)
 {
     for (ptrdiff_t r = 0; r < rows; r++)
-        for (ptrdiff_t k = 0; k < cols; k++)
+        for (ptrdiff_t k = c0; k < c1; k++)
             db[k] += A[r * cols + k];
 }
 

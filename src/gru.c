@@ -298,15 +298,18 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
-    /* split by units (common.h): inference only */
+    /* split by units (common.h): inference only; training by rows (train_threads) */
     const int units = h_other != NULL && FN(units_split)(blas, T, B, GH, H, H);
+    const int train_split = tape != NULL && train_threads(blas, T, B, I, GH, H) > 1;
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, units, CRNN_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, H, units || train_split, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, H));
     }
 
-    const int threads = units ? 2 : tape != NULL ? 1 : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
+    const int threads = units || train_split ? 2
+                        : tape != NULL ? 1
+                                       : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -316,7 +319,14 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
                             0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
-    chunk.step_input = threads > 1 && !units && !chunk_input_by_team(B);
+    /* split by rows: [F1] per step and row range, or first for the whole
+     * chunk by the team; always the latter in training (one chunk, all
+     * steps), even on one thread: its two products then give the bits of a
+     * split pass */
+    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+    chunk.step_input = threads > 1 && !units && !team_input;
+    if (train_split)
+        crnn_parallel_blas_solo_begin(blas);
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -324,7 +334,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
         /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), here unless the threads share it */
-        if (threads == 1)
+        if (threads == 1 && !team_input)
             FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         chunk.t0 = t0;
@@ -332,11 +342,13 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         chunk.k0 = k0;
         if (units)
             crnn_parallel_team(threads, FN(gru_chunk_units), &chunk);
-        else if (threads > 1 && chunk_input_by_team(B))
+        else if (team_input)
             crnn_parallel_team(threads, FN(gru_chunk_team_rows), &chunk);
         else
             crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);
     }
+    if (train_split)
+        crnn_parallel_blas_solo_end(blas);
     if (units && T % 2 == 1)  /* the last step wrote the other buffer */
         memcpy(h_n, h_other, (size_t)(B * H) * sizeof(real));
     if (tape != NULL)
@@ -417,40 +429,132 @@ static void FN(gru_cell_backward)(ptrdiff_t H,
 }
 
 /* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
- * share of the parameter gradients. Every pointer is at the chunk's first
- * step: dpre_x (rows, 3H), which this overwrites, gates (rows, 3H) from the
- * tape, x (rows, I), h_prev (rows, H) the states the steps started from; dx
- * (rows, I) or NULL. */
-static void FN(gru_chunk_grads)(const crnn_blas *blas, const crnn_gru_desc *d,
-                                const FN(crnn_weights) *w, ptrdiff_t rows,
-                                real *dpre_x, const real *gates, const real *x, const real *h_prev,
-                                real *dx, const FN(crnn_grads) *grads)
+ * share of the parameter gradients, in two phases: gru_grads_x reads
+ * dpre_x, gru_grads_h turns it into dpre_h in place and reads that. Every
+ * pointer is at the chunk's first step: dpre_x (rows, 3H), gates (rows, 3H)
+ * from the tape, x (rows, I), h_prev (rows, H) the states the steps started
+ * from; dx (rows, I) or NULL. Part p of two: half the columns of dx and
+ * half the rows of each weight gradient (and the matching bias entries);
+ * every part's gru_grads_x must be done before any part's gru_grads_h. */
+static void FN(gru_grads_x)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(crnn_weights) *w,
+                            ptrdiff_t rows, ptrdiff_t p, const real *dpre_x, const real *x, real *dx,
+                            const FN(crnn_grads) *grads)
 {
-    const ptrdiff_t I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
-    if (dx != NULL)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, GH, 1, dpre_x, GH, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
+    const ptrdiff_t I = d->input_size, GH = 3 * d->hidden_size;
+    ptrdiff_t c0, c1, g0, g1;  /* this part's columns of dx, rows of dW_ih */
+    team_half(p, p + 1, I, &c0, &c1);
+    team_half(p, p + 1, GH, &g0, &g1);
+    if (dx != NULL && c1 > c0)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, GH, 1, dpre_x, GH, w->W_ih + c0, I, 0,
+                 dx + c0, I);
+    if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre_x.T @ x   (3H, rows) x (rows, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, rows, 1, dpre_x, GH, x, I, 1, grads->dW_ih, I);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, I, rows, 1, dpre_x + g0, GH, x, I, 1,
+                 grads->dW_ih + g0 * I, I);
     if (grads->db_ih != NULL)  /* db_ih += dpre_x.sum(axis=0) */
-        FN(add_colsum)(grads->db_ih, dpre_x, rows, GH);
-    if (grads->dW_hh == NULL && grads->db_hh == NULL)
-        return;
+        FN(add_colsum)(grads->db_ih, dpre_x, rows, GH, g0, g1);
+}
 
-    /* dpre_x is not needed any more: turn it into dpre_h in place. The two
-     * differ only in the n block, which saw hn through r * hn. */
+static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdiff_t rows, ptrdiff_t p,
+                            real *dpre_x, const real *gates, const real *h_prev, const FN(crnn_grads) *grads)
+{
+    const ptrdiff_t H = d->hidden_size, GH = 3 * d->hidden_size;
+    ptrdiff_t g0, g1;  /* this part's rows of dW_hh, columns of dpre */
+    team_half(p, p + 1, GH, &g0, &g1);
+    if (grads == NULL || g1 == g0 || (grads->dW_hh == NULL && grads->db_hh == NULL))
+        return;
+    /* dpre_x is not needed any more: turn this part's columns into dpre_h.
+     * The two differ only in the n block, which saw hn through r * hn. */
+    const ptrdiff_t n0 = g0 > CRNN_GRU_N * H ? g0 : CRNN_GRU_N * H;  /* the n block's columns here */
     for (ptrdiff_t row = 0; row < rows; row++) {
         const real *r = gates + row * GH + CRNN_GRU_R * H;
-        real *dn = dpre_x + row * GH + CRNN_GRU_N * H;
-        for (ptrdiff_t j = 0; j < H; j++)
-            dn[j] *= r[j];
+        real *dpre_row = dpre_x + row * GH;
+        for (ptrdiff_t j = n0; j < g1; j++)  /* column j of the n block pairs with unit j - 2H of r */
+            dpre_row[j] *= r[j - CRNN_GRU_N * H];
     }
     const real *dpre_h = dpre_x;
     if (grads->dW_hh != NULL)  /* dW_hh += dpre_h.T @ h_prev   (3H, rows) x (rows, H) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, H, rows, 1, dpre_h, GH, h_prev, H, 1, grads->dW_hh, H);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, H, rows, 1, dpre_h + g0, GH, h_prev, H, 1,
+                 grads->dW_hh + g0 * H, H);
     if (grads->db_hh != NULL)  /* db_hh += dpre_h.sum(axis=0) */
-        FN(add_colsum)(grads->db_hh, dpre_h, rows, GH);
+        FN(add_colsum)(grads->db_hh, dpre_h, rows, GH, g0, g1);
+}
+
+/* One chunk of the backward pass: the steps k = kend, kend-1, .., kend-nt+1
+ * (times t0 .. t0+nt-1), then their [B3]. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_gru_desc *d;
+    const FN(crnn_weights) *w;
+    const int64_t *lengths;
+    const real *x, *dy, *W_hh_packed;
+    const real *ws_gates, *ws_hn, *ws_h;  /* the tape */
+    real *dpre_x, *dpre_h_t, *dh;  /* (Tc, B, 3H) the chunk's; (B, 3H) a step's; (B, H) running */
+    real *dx;
+    const FN(crnn_grads) *grads;
+    ptrdiff_t kend, nt, t0;
+} FN(gru_back_chunk);
+
+/* [B1]-[B2] of the chunk's steps on the sequences (rows) [b0, b1) only: row
+ * b of dh_{t-1} reads only row b of step t, so row ranges may run on
+ * different threads. */
+static void FN(gru_back_rows)(const FN(gru_back_chunk) *c, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const crnn_gru_desc *d = c->d;
+    const ptrdiff_t T = d->steps, B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size;
+    const int rev = d->reverse != 0;
+    const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
+    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *gates = c->ws_gates + t * B * GH;
+        const real *hn = c->ws_hn + t * B * H;
+        const real *h_prev = c->ws_h + prev_slot(t, rev) * B * H;
+        const real *dy_t = c->dy + t * B * H;
+        real *dpre_x_t = c->dpre_x + (t - c->t0) * B * GH;
+        for (ptrdiff_t b = b0; b < b1; b++) {
+            real *dxb = dpre_x_t + b * GH, *dhb = c->dpre_h_t + b * GH;
+            if (!step_valid(c->lengths, b, t)) {
+                /* [B2] a masked step passed h_{t-1} through: so does dh; its
+                 * gates get no gradient. */
+                memset(dxb, 0, (size_t)GH * sizeof(real));
+                memset(dhb, 0, (size_t)GH * sizeof(real));
+                continue;
+            }
+            const real *gb = gates + b * GH;
+            const real *r = gb + Ir, *z = gb + Iz, *n = gb + In;
+            const real *hnb = hn + b * H, *hp = h_prev + b * H, *dyb = dy_t + b * H;
+            FN(gru_cell_backward)(H, r, z, n, hnb, hp, dyb, c->dh + b * H,
+                                  dxb + Ir, dxb + Iz, dxb + In, dhb + Ir, dhb + Iz, dhb + In);
+        }
+        /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
+        FN(rgemm)(c->blas, b1 - b0, H, GH, c->dpre_h_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed,
+                  1, c->dh + b0 * H, H);
+    }
+}
+
+/* The chunk on a team of two (parallel.h): the steps on each member's half
+ * of the rows, then, once both are done, [B3] split between them. Alone
+ * ([0, 2)): all of it. */
+static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(gru_back_chunk) *c = arg;
+    const crnn_gru_desc *d = c->d;
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
+    ptrdiff_t b0, b1;
+    team_half(p0, p1, B, &b0, &b1);
+    FN(gru_back_rows)(c, b0, b1);
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    const ptrdiff_t rows = c->nt * B;
+    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
+        FN(gru_grads_x)(c->blas, d, c->w, rows, part, c->dpre_x, c->x + c->t0 * B * I,
+                        c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    for (ptrdiff_t part = p0; part < p1; part++)
+        FN(gru_grads_h)(c->blas, d, rows, part, c->dpre_x, c->ws_gates + c->t0 * B * GH,
+                        c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H, c->grads);
 }
 
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
@@ -472,8 +576,6 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
         return s;
 
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
-    const int rev = d->reverse != 0;
-    const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
 
     const real *ws_gates = tape;                      /* (T, B, 3H) */
     const real *ws_hn = ws_gates + T * B * GH;        /* (T, B, H) */
@@ -484,50 +586,28 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     real *dpre_h_t = dpre_x + Tc * B * GH;            /* (B, 3H) dL/d(W_hh h + b_hh), one step */
     real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+    const int threads = train_threads(blas, T, B, I, GH, H);  /* common.h */
     /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, 0, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, threads > 1, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, GH));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
-     * dpre_x holds one chunk, times t0 .. t0+nt-1, and [B3] runs on it after
-     * the chunk's last step. */
-    ptrdiff_t t0 = 0, nt = 0;
-    for (ptrdiff_t k = T - 1; k >= 0; k--) {
-        const ptrdiff_t t = step_time(k, T, rev);
-        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
-        if (in_chunk == 0) {
-            nt = Tc < k + 1 ? Tc : k + 1;
-            t0 = rev ? t : t + 1 - nt;
-        }
-        const real *gates = ws_gates + t * B * GH;
-        const real *hn = ws_hn + t * B * H;
-        const real *h_prev = ws_h + prev_slot(t, rev) * B * H;
-        const real *dy_t = dy + t * B * H;
-        real *dpre_x_t = dpre_x + (t - t0) * B * GH;
-        for (ptrdiff_t b = 0; b < B; b++) {
-            real *dxb = dpre_x_t + b * GH, *dhb = dpre_h_t + b * GH;
-            if (!step_valid(lengths, b, t)) {
-                /* [B2] a masked step passed h_{t-1} through: so does dh; its
-                 * gates get no gradient. */
-                memset(dxb, 0, (size_t)GH * sizeof(real));
-                memset(dhb, 0, (size_t)GH * sizeof(real));
-                continue;
-            }
-            const real *gb = gates + b * GH;
-            const real *r = gb + Ir, *z = gb + Iz, *n = gb + In;
-            const real *hnb = hn + b * H, *hp = h_prev + b * H, *dyb = dy_t + b * H;
-            FN(gru_cell_backward)(H, r, z, n, hnb, hp, dyb, dh + b * H,
-                                  dxb + Ir, dxb + Iz, dxb + In, dhb + Ir, dhb + Iz, dhb + In);
-        }
-        /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
-        FN(rgemm)(blas, B, H, GH, dpre_h_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
-        if (in_chunk == nt - 1)
-            FN(gru_chunk_grads)(blas, d, w, nt * B, dpre_x, ws_gates + t0 * B * GH, x + t0 * B * I,
-                                ws_h + prev_slot(t0, rev) * B * H, dx != NULL ? dx + t0 * B * I : NULL, grads);
+     * dpre_x holds one chunk, and [B3] runs on it after the chunk's last step. */
+    FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_hn, ws_h,
+                                 dpre_x, dpre_h_t, dh, dx, grads, 0, 0, 0 };
+    if (threads > 1)
+        crnn_parallel_blas_solo_begin(blas);
+    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
+        chunk.kend = kend;
+        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
+        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
+        crnn_parallel_team(threads, FN(gru_back_team), &chunk);
     }
+    if (threads > 1)
+        crnn_parallel_blas_solo_end(blas);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
     return CRNN_OK;

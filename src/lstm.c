@@ -32,10 +32,11 @@
  *                                rgemm_shape(), at the end
  *     infer: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
- *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 2*H
+ *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 4*H
  *                                              dpre of one chunk, dh, dc [, dh_new
  *                                              of the chunk for dW_hr, dr],
- *                                              tanh(c_new) and dr (P == 0) of one row
+ *                                              tanh(c_new) and dr (P == 0) of one row,
+ *                                              per thread (two at most)
  * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
  * backward visits the steps in chunks of Tc and runs [B4] (dx and the weight
  * gradients) per chunk, so no workspace grows with T; only the tape does.
@@ -86,7 +87,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
         return 2 * GH + (proj ? B * P : 0) + packed;
     case CRNN_PASS_BACKWARD: {
         const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
-        return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 2 * H
+        return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 4 * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
     }
     }
@@ -353,16 +354,19 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
-    /* split by units (common.h): inference without projection only */
+    /* split by units (common.h): inference without projection only; training
+     * by rows (train_threads), without projection: [F4] calls the BLAS */
     const int units = h_other != NULL && FN(units_split)(blas, T, B, GH, P, H);
+    const int train_split = tape != NULL && !proj && train_threads(blas, T, B, I, GH, P) > 1;
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, units, CRNN_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, GH, P, units || train_split, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(GH, P));
     }
 
-    /* [F4] calls the BLAS: one thread then; training too (common.h) */
-    const int threads = units ? 2 : proj || tape != NULL ? 1 : step_threads(blas, T, B, I, GH, P, W_hh_packed);
+    const int threads = units || train_split ? 2
+                        : proj || tape != NULL ? 1
+                                               : step_threads(blas, T, B, I, GH, P, W_hh_packed);
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -372,7 +376,14 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
                              ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, 0 };
-    chunk.step_input = threads > 1 && !units && !chunk_input_by_team(B);
+    /* split by rows: [F1] per step and row range, or first for the whole
+     * chunk by the team; always the latter in training (one chunk, all
+     * steps), even on one thread: its two products then give the bits of a
+     * split pass */
+    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+    chunk.step_input = threads > 1 && !units && !team_input;
+    if (train_split)
+        crnn_parallel_blas_solo_begin(blas);
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -380,7 +391,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
         /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads share it */
-        if (threads == 1)
+        if (threads == 1 && !team_input)
             FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
         chunk.t0 = t0;
@@ -388,11 +399,13 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         chunk.k0 = k0;
         if (units)
             crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
-        else if (threads > 1 && chunk_input_by_team(B))
+        else if (team_input)
             crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
         else
             crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
     }
+    if (train_split)
+        crnn_parallel_blas_solo_end(blas);
     if (units && T % 2 == 1)  /* the last step wrote the other buffer */
         memcpy(h_n, h_other, (size_t)(B * P) * sizeof(real));
     if (tape != NULL) {
@@ -478,28 +491,146 @@ static void FN(lstm_cell_backward)(ptrdiff_t H,
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, 4H), dh_new (rows, P) and r (rows, H) if P > 0, x
  * (rows, I), h_prev (rows, P) the states the steps started from; dx (rows, I)
- * or NULL. */
+ * or NULL. Part p0 of two (p1 = p0 + 1): half the columns of dx and half
+ * the rows of each weight gradient (and the matching bias entries). */
 static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
-                                 const FN(crnn_weights) *w, ptrdiff_t rows,
+                                 const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
                                  const real *dpre, const real *dh_new, const real *x,
                                  const real *h_prev, const real *r,
                                  real *dx, const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
-    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, 4H) x (4H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, GH, 1, dpre, GH, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
+    ptrdiff_t c0, c1, g0, g1, q0, q1;  /* this part's columns of dx, rows of dW_ih/dW_hh, of dW_hr */
+    team_half(p0, p1, I, &c0, &c1);
+    team_half(p0, p1, GH, &g0, &g1);
+    team_half(p0, p1, P, &q0, &q1);
+    if (dx != NULL && c1 > c0)  /* dx = dpre @ W_ih   (rows, 4H) x (4H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, GH, 1, dpre, GH, w->W_ih + c0, I, 0, dx + c0, I);
+    if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (4H, rows) x (rows, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, I, rows, 1, dpre, GH, x, I, 1, grads->dW_ih, I);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, I, rows, 1, dpre + g0, GH, x, I, 1,
+                 grads->dW_ih + g0 * I, I);
     if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev   (4H, rows) x (rows, P) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, GH, P, rows, 1, dpre, GH, h_prev, P, 1, grads->dW_hh, P);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, P, rows, 1, dpre + g0, GH, h_prev, P, 1,
+                 grads->dW_hh + g0 * P, P);
     if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=0) */
-        FN(add_colsum)(grads->db_ih, dpre, rows, GH);
+        FN(add_colsum)(grads->db_ih, dpre, rows, GH, g0, g1);
     if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
-        FN(add_colsum)(grads->db_hh, dpre, rows, GH);
-    if (r != NULL && grads->dW_hr != NULL)  /* [B1] dW_hr += dh_new.T @ r   (P, rows) x (rows, H) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, P, H, rows, 1, dh_new, P, r, H, 1, grads->dW_hr, H);
+        FN(add_colsum)(grads->db_hh, dpre, rows, GH, g0, g1);
+    if (r != NULL && grads->dW_hr != NULL && q1 > q0)  /* [B1] dW_hr += dh_new.T @ r   (P, rows) x (rows, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, q1 - q0, H, rows, 1, dh_new + q0, P, r, H, 1,
+                 grads->dW_hr + q0 * H, H);
+}
+
+/* One chunk of the backward pass: the steps k = kend, kend-1, .., kend-nt+1
+ * (times t0 .. t0+nt-1), then their [B4]. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_lstm_desc *d;
+    const FN(crnn_weights) *w;
+    const int64_t *lengths;
+    const real *x, *dy, *W_hh_packed;
+    const real *ws_gates, *ws_c, *ws_h, *ws_r;  /* the tape */
+    real *dpre, *dh, *dc;          /* (Tc, B, 4H) the chunk's; (B, P), (B, H) running */
+    real *dh_new_all, *dr;         /* (Tc, B, P), (B, H) if P > 0 */
+    real *scratch;                 /* 2H per team member: tanh(c_new), dL/dr of a row */
+    real *dx;
+    const FN(crnn_grads) *grads;
+    ptrdiff_t kend, nt, t0;
+} FN(lstm_back_chunk);
+
+/* [B1]-[B3] of the chunk's steps on the sequences (rows) [b0, b1) only: row b
+ * of dh_{t-1} and dc_{t-1} reads only row b of step t, so row ranges may run
+ * on different threads. scratch: (2H,). */
+static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdiff_t b1, real *scratch)
+{
+    const crnn_lstm_desc *d = c->d;
+    const ptrdiff_t T = d->steps, B = d->batch, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
+    const int rev = d->reverse != 0, proj = d->proj_size > 0;
+    const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
+                    Io = CRNN_LSTM_O * H;
+    real *scratch_tanh_c = scratch, *scratch_dr = scratch + H;  /* (H,) each, one row's */
+    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *gates = c->ws_gates + t * B * GH;
+        const real *c_prev = c->ws_c + prev_slot(t, rev) * B * H;
+        const real *c_new = c->ws_c + next_slot(t, rev) * B * H;
+        const real *dy_t = c->dy + t * B * P;
+        real *dpre_t = c->dpre + (t - c->t0) * B * GH;
+
+        if (proj) {
+            real *dh_new = c->dh_new_all + (t - c->t0) * B * P;
+            for (ptrdiff_t b = b0; b < b1; b++) {
+                const int valid = step_valid(c->lengths, b, t);
+                for (ptrdiff_t j = 0; j < P; j++) {
+                    const ptrdiff_t q = b * P + j;
+                    /* h_t feeds both y_t and step t+1: the two gradients meet here. */
+                    dh_new[q] = valid ? dy_t[q] + c->dh[q] : 0;
+                    /* [B3], masked part: an invalid step passed h_{t-1} through. */
+                    c->dh[q] = valid ? 0 : c->dh[q];
+                }
+            }
+            /* [B1] in the forward pass: h = r @ W_hr.T, so dr = dh_new @ W_hr
+             * (B, P) x (P, H); dW_hr waits for the chunk's [B4]. */
+            FN(gemm)(c->blas, CRNN_NO_TRANS, CRNN_NO_TRANS, b1 - b0, H, P, 1, dh_new + b0 * P, P, c->w->W_hr, H,
+                     0, c->dr + b0 * H, H);
+        }
+
+        for (ptrdiff_t b = b0; b < b1; b++) {
+            real *dpb = dpre_t + b * GH;     /* dpre of sequence b */
+            if (!step_valid(c->lengths, b, t)) {
+                /* a masked step kept c and h: dc, dh pass through unchanged
+                 * ([B3], masked part) and its gates get no gradient */
+                memset(dpb, 0, (size_t)GH * sizeof(real));
+                continue;
+            }
+            const real *gb = gates + b * GH;
+            const real *i = gb + Ii, *f = gb + If, *g = gb + Ig, *o = gb + Io;
+            const real *cp = c_prev + b * H;
+            real *dcb = c->dc + b * H;
+            real *dr_b;  /* dL/d(o * tanh(c_new)) */
+            if (proj) {
+                dr_b = c->dr + b * H;
+            } else {
+                /* h_t feeds both y_t and step t+1: the two gradients meet here;
+                 * [B3] h_{t-1} gets its gradient only through W_hh below. */
+                real *dhb = c->dh + b * P;
+                const real *dyb = dy_t + b * P;
+                dr_b = scratch_dr;
+                for (ptrdiff_t j = 0; j < H; j++) {
+                    dr_b[j] = dyb[j] + dhb[j];
+                    dhb[j] = 0;
+                }
+            }
+            FN(vtanh)(H, c_new + b * H, NULL, scratch_tanh_c);
+            FN(lstm_cell_backward)(H, i, f, g, o, cp, scratch_tanh_c, dr_b, dcb,
+                                   dpb + Ii, dpb + If, dpb + Ig, dpb + Io);
+        }
+        /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
+        FN(rgemm)(c->blas, b1 - b0, P, GH, dpre_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
+                  c->dh + b0 * P, P);
+    }
+}
+
+/* The chunk on a team of two (parallel.h): the steps on each member's half
+ * of the rows, then, once both are done, [B4] split between them. Alone
+ * ([0, 2)): all of it. */
+static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(lstm_back_chunk) *c = arg;
+    const crnn_lstm_desc *d = c->d;
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, P = lstm_P(d);
+    const int rev = d->reverse != 0;
+    ptrdiff_t b0, b1;
+    team_half(p0, p1, B, &b0, &b1);
+    FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * H);
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
+        FN(lstm_chunk_grads)(c->blas, d, c->w, c->nt * B, part, part + 1, c->dpre, c->dh_new_all, c->x + c->t0 * B * I,
+                         c->ws_h + prev_slot(c->t0, rev) * B * P, c->ws_r != NULL ? c->ws_r + c->t0 * B * H : NULL,
+                         c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
 }
 
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
@@ -521,9 +652,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
         return s;
 
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
-    const int rev = d->reverse != 0, proj = d->proj_size > 0;
-    const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
-                    Io = CRNN_LSTM_O * H;
+    const int proj = d->proj_size > 0;
 
     const real *ws_gates = tape;                      /* (T, B, 4H) */
     const real *ws_c = ws_gates + T * B * GH;         /* (T+1, B, H) */
@@ -536,88 +665,33 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     real *dc = dh + B * P;                            /* (B, H) dL/dc_t, running */
     real *dh_new_all = proj ? dc + B * H : NULL;      /* (Tc, B, P) if P > 0, a chunk */
     real *dr = proj ? dh_new_all + Tc * B * P : NULL; /* (B, H) if P > 0 */
-    real *scratch_tanh_c = (proj ? dr + B * H : dc + B * H);  /* (H,) tanh(c_new) of a row */
-    real *scratch_dr = scratch_tanh_c + H;            /* (H,) dL/dr of a row if P == 0 */
+    real *scratch = (proj ? dr + B * H : dc + B * H); /* (2, 2H) per-thread rows */
     copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
     copy_or_zero(dc, dc_n, (size_t)(B * H) * sizeof(real));
+    /* split over two threads (common.h): without projection, whose [B1]
+     * calls the BLAS per step */
+    const int threads = proj ? 1 : train_threads(blas, T, B, I, GH, P);
     /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, 0, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, threads > 1, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(P, GH));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
-     * dpre holds one chunk, times t0 .. t0+nt-1, and [B4] runs on it after
-     * the chunk's last step. */
-    ptrdiff_t t0 = 0, nt = 0;
-    for (ptrdiff_t k = T - 1; k >= 0; k--) {
-        const ptrdiff_t t = step_time(k, T, rev);
-        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
-        if (in_chunk == 0) {
-            nt = Tc < k + 1 ? Tc : k + 1;
-            t0 = rev ? t : t + 1 - nt;
-        }
-        const real *gates = ws_gates + t * B * GH;
-        const real *c_prev = ws_c + prev_slot(t, rev) * B * H;
-        const real *c_new = ws_c + next_slot(t, rev) * B * H;
-        const real *dy_t = dy + t * B * P;
-        real *dpre_t = dpre + (t - t0) * B * GH;
-
-        if (proj) {
-            real *dh_new = dh_new_all + (t - t0) * B * P;
-            for (ptrdiff_t b = 0; b < B; b++) {
-                const int valid = step_valid(lengths, b, t);
-                for (ptrdiff_t j = 0; j < P; j++) {
-                    const ptrdiff_t q = b * P + j;
-                    /* h_t feeds both y_t and step t+1: the two gradients meet here. */
-                    dh_new[q] = valid ? dy_t[q] + dh[q] : 0;
-                    /* [B3], masked part: an invalid step passed h_{t-1} through. */
-                    dh[q] = valid ? 0 : dh[q];
-                }
-            }
-            /* [B1] in the forward pass: h = r @ W_hr.T, so dr = dh_new @ W_hr
-             * (B, P) x (P, H); dW_hr waits for the chunk's [B4]. */
-            FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, B, H, P, 1, dh_new, P, w->W_hr, H, 0, dr, H);
-        }
-
-        for (ptrdiff_t b = 0; b < B; b++) {
-            real *dpb = dpre_t + b * GH;     /* dpre of sequence b */
-            if (!step_valid(lengths, b, t)) {
-                /* a masked step kept c and h: dc, dh pass through unchanged
-                 * ([B3], masked part) and its gates get no gradient */
-                memset(dpb, 0, (size_t)GH * sizeof(real));
-                continue;
-            }
-            const real *gb = gates + b * GH;
-            const real *i = gb + Ii, *f = gb + If, *g = gb + Ig, *o = gb + Io;
-            const real *cp = c_prev + b * H;
-            real *dcb = dc + b * H;
-            real *dr_b;  /* dL/d(o * tanh(c_new)) */
-            if (proj) {
-                dr_b = dr + b * H;
-            } else {
-                /* h_t feeds both y_t and step t+1: the two gradients meet here;
-                 * [B3] h_{t-1} gets its gradient only through W_hh below. */
-                real *dhb = dh + b * P;
-                const real *dyb = dy_t + b * P;
-                dr_b = scratch_dr;
-                for (ptrdiff_t j = 0; j < H; j++) {
-                    dr_b[j] = dyb[j] + dhb[j];
-                    dhb[j] = 0;
-                }
-            }
-            FN(vtanh)(H, c_new + b * H, NULL, scratch_tanh_c);
-            FN(lstm_cell_backward)(H, i, f, g, o, cp, scratch_tanh_c, dr_b, dcb,
-                                   dpb + Ii, dpb + If, dpb + Ig, dpb + Io);
-        }
-        /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
-        FN(rgemm)(blas, B, P, GH, dpre_t, GH, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, P);
-        if (in_chunk == nt - 1)
-            FN(lstm_chunk_grads)(blas, d, w, nt * B, dpre, dh_new_all, x + t0 * B * I,
-                                 ws_h + prev_slot(t0, rev) * B * P, proj ? ws_r + t0 * B * H : NULL,
-                                 dx != NULL ? dx + t0 * B * I : NULL, grads);
+     * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
+    FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_c, ws_h,
+                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, 0, 0, 0 };
+    if (threads > 1)
+        crnn_parallel_blas_solo_begin(blas);
+    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
+        chunk.kend = kend;
+        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
+        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
+        crnn_parallel_team(threads, FN(lstm_back_team), &chunk);
     }
+    if (threads > 1)
+        crnn_parallel_blas_solo_end(blas);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));
     if (dc0 != NULL)

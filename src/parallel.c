@@ -289,6 +289,39 @@ void crnn_parallel_barrier(ptrdiff_t member)
     progress_wait(other, n, CALLER_SPIN_NS);
 }
 
+static struct {
+    pthread_mutex_t mutex;
+    int holders;   /* begins not yet ended */
+    int saved;     /* the BLAS's threads before the first begin; 1: nothing set */
+} solo = { PTHREAD_MUTEX_INITIALIZER, 0, 1 };
+
+void crnn_parallel_blas_solo_begin(const crnn_blas *blas)
+{
+    pthread_mutex_lock(&solo.mutex);
+    if (solo.holders++ == 0) {
+        solo.saved = blas->set_num_threads != NULL && blas->num_threads != NULL ? blas->num_threads() : 1;
+        if (solo.saved > 1)
+            blas->set_num_threads(1);
+    }
+    pthread_mutex_unlock(&solo.mutex);
+}
+
+void crnn_parallel_blas_solo_end(const crnn_blas *blas)
+{
+    pthread_mutex_lock(&solo.mutex);
+    if (--solo.holders == 0 && solo.saved > 1)
+        blas->set_num_threads(solo.saved);
+    pthread_mutex_unlock(&solo.mutex);
+}
+
+int crnn_parallel_blas_threads(const crnn_blas *blas)
+{
+    pthread_mutex_lock(&solo.mutex);
+    const int n = solo.holders > 0 ? solo.saved : blas->num_threads != NULL ? blas->num_threads() : 1;
+    pthread_mutex_unlock(&solo.mutex);
+    return n;
+}
+
 void crnn_parallel_shutdown(void)
 {
     pthread_mutex_lock(&worker.claim);

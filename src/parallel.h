@@ -21,6 +21,8 @@
 
 #include <stddef.h>
 
+#include "blas.h"
+
 /* The work on rows [b0, b1) of a batch; job is the caller's argument. */
 typedef void (*crnn_rows_fn)(void *job, ptrdiff_t b0, ptrdiff_t b1);
 
@@ -47,6 +49,22 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
 /* Inside a team's fn(job, p0, p1) with p1 - p0 == 1 only: returns once the
  * other member has called it as many times. */
 void crnn_parallel_barrier(ptrdiff_t p0);
+
+/* Around a pass whose team members both call the BLAS (training split over
+ * two threads): from the first begin to the matching last end, counted over
+ * the whole process, the BLAS gives each call one thread
+ * (blas->set_num_threads); then the number it gave before is set back.
+ * Nothing happens when the BLAS has no set_num_threads or already gives one
+ * thread. Another thread's NumPy products run on one thread meanwhile:
+ * both cores are taken. */
+void crnn_parallel_blas_solo_begin(const crnn_blas *blas);
+void crnn_parallel_blas_solo_end(const crnn_blas *blas);
+
+/* The threads the BLAS gives a call outside such passes: what a pass
+ * decides its splits by, so that a pass starting while another holds the
+ * BLAS at one thread decides (and sums) as it would alone. 1 when the BLAS
+ * has no num_threads. */
+int crnn_parallel_blas_threads(const crnn_blas *blas);
 
 /* Three splits in a row whose two threads could not both run most of the
  * time (another thread, such as OpenBLAS's spinning pool, held a core) make

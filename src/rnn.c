@@ -255,15 +255,18 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
      * packed here into the end of the workspace (rgemm.h) */
     const real *W_ih_packed = FN(given_packed)(w->W_ih_packed);
     const real *W_hh_packed = FN(given_packed)(w->W_hh_packed);
-    /* split by units (common.h): inference only */
+    /* split by units (common.h): inference only; training by rows (train_threads) */
     const int units = h_other != NULL && FN(units_split)(blas, T, B, H, H, H);
+    const int train_split = tape != NULL && train_threads(blas, T, B, I, H, H) > 1;
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, units, CRNN_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, units || train_split, CRNN_TRANS, w->W_hh,
                                         workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
-    const int threads = units ? 2 : tape != NULL ? 1 : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
+    const int threads = units || train_split ? 2
+                        : tape != NULL ? 1
+                                       : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
      * W_ih packed by the caller, or here just before W_hh; with two threads
      * each does its own rows' */
@@ -273,7 +276,14 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
     FN(rnn_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
                             x, xw, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
-    chunk.step_input = threads > 1 && !units && !chunk_input_by_team(B);
+    /* split by rows: [F1] per step and row range, or first for the whole
+     * chunk by the team; always the latter in training (one chunk, all
+     * steps), even on one thread: its two products then give the bits of a
+     * split pass */
+    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+    chunk.step_input = threads > 1 && !units && !team_input;
+    if (train_split)
+        crnn_parallel_blas_solo_begin(blas);
 
     for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
         /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
@@ -281,7 +291,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
         /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), here unless the threads share it */
-        if (threads == 1)
+        if (threads == 1 && !team_input)
             FN(rgemm)(blas, n * B, H, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, H);
 
         chunk.t0 = t0;
@@ -289,11 +299,13 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         chunk.k0 = k0;
         if (units)
             crnn_parallel_team(threads, FN(rnn_chunk_units), &chunk);
-        else if (threads > 1 && chunk_input_by_team(B))
+        else if (team_input)
             crnn_parallel_team(threads, FN(rnn_chunk_team_rows), &chunk);
         else
             crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
     }
+    if (train_split)
+        crnn_parallel_blas_solo_end(blas);
     if (units && T % 2 == 1)  /* the last step wrote the other buffer */
         memcpy(h_n, h_other, (size_t)(B * H) * sizeof(real));
     if (tape != NULL)
@@ -340,25 +352,106 @@ crnn_status FN(crnn_rnn_forward_train)(const crnn_blas *blas, const crnn_rnn_des
 /* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, H), x (rows, I), h_prev (rows, H) the states the steps
- * started from; dx (rows, I) or NULL. */
+ * started from; dx (rows, I) or NULL. Part p0 of two (p1 = p0 + 1): half
+ * the columns of dx and half the rows of each weight gradient (and the
+ * matching bias entries). */
 static void FN(rnn_chunk_grads)(const crnn_blas *blas, const crnn_rnn_desc *d,
-                                const FN(crnn_weights) *w, ptrdiff_t rows,
+                                const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
                                 const real *dpre, const real *x, const real *h_prev,
                                 real *dx, const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, H = d->hidden_size;
-    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, H) x (H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, I, H, 1, dpre, H, w->W_ih, I, 0, dx, I);
-    if (grads == NULL)
+    ptrdiff_t c0, c1, g0, g1;  /* this part's columns of dx, rows of dW_ih and dW_hh */
+    team_half(p0, p1, I, &c0, &c1);
+    team_half(p0, p1, H, &g0, &g1);
+    if (dx != NULL && c1 > c0)  /* dx = dpre @ W_ih   (rows, H) x (H, I) */
+        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, H, 1, dpre, H, w->W_ih + c0, I, 0, dx + c0, I);
+    if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (H, rows) x (rows, I) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, I, rows, 1, dpre, H, x, I, 1, grads->dW_ih, I);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, I, rows, 1, dpre + g0, H, x, I, 1,
+                 grads->dW_ih + g0 * I, I);
     if (grads->dW_hh != NULL)  /* dW_hh += dpre.T @ h_prev   (H, rows) x (rows, H) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, H, H, rows, 1, dpre, H, h_prev, H, 1, grads->dW_hh, H);
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, g1 - g0, H, rows, 1, dpre + g0, H, h_prev, H, 1,
+                 grads->dW_hh + g0 * H, H);
     if (grads->db_ih != NULL)  /* db_ih += dpre.sum(axis=0) */
-        FN(add_colsum)(grads->db_ih, dpre, rows, H);
+        FN(add_colsum)(grads->db_ih, dpre, rows, H, g0, g1);
     if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
-        FN(add_colsum)(grads->db_hh, dpre, rows, H);
+        FN(add_colsum)(grads->db_hh, dpre, rows, H, g0, g1);
+}
+
+/* One chunk of the backward pass: the steps k = kend, kend-1, .., kend-nt+1
+ * (times t0 .. t0+nt-1), then their [B3]. */
+typedef struct {
+    const crnn_blas *blas;
+    const crnn_rnn_desc *d;
+    const FN(crnn_weights) *w;
+    const int64_t *lengths;
+    const real *x, *dy, *W_hh_packed;
+    const real *ws_h;              /* the tape */
+    real *dpre, *dh;               /* (Tc, B, H) the chunk's; (B, H) running */
+    real *dx;
+    const FN(crnn_grads) *grads;
+    ptrdiff_t kend, nt, t0;
+} FN(rnn_back_chunk);
+
+/* [B1]-[B2] of the chunk's steps on the sequences (rows) [b0, b1) only: row
+ * b of dh_{t-1} reads only row b of step t, so row ranges may run on
+ * different threads. */
+static void FN(rnn_back_rows)(const FN(rnn_back_chunk) *c, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const crnn_rnn_desc *d = c->d;
+    const ptrdiff_t T = d->steps, B = d->batch, H = d->hidden_size;
+    const int rev = d->reverse != 0;
+    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        const real *h_new = c->ws_h + next_slot(t, rev) * B * H;  /* = y[t] where valid */
+        const real *dy_t = c->dy + t * B * H;
+        real *dpre_t = c->dpre + (t - c->t0) * B * H;
+        for (ptrdiff_t b = b0; b < b1; b++) {
+            real *dpb = dpre_t + b * H, *dhb = c->dh + b * H;
+            const real *hb = h_new + b * H, *dyb = dy_t + b * H;
+            if (!step_valid(c->lengths, b, t)) {
+                /* [B2] a masked step passed h_{t-1} through unchanged: so does
+                 * dh; its pre-activation gets no gradient. */
+                memset(dpb, 0, (size_t)H * sizeof(real));
+                continue;
+            }
+            /* h_t feeds both y_t and step t+1: the two gradients meet here
+             * (dh_new = dy + dh). [B1] in the forward pass: h_new = act(pre);
+             * act' from the saved output. [B2] h_{t-1} is reached only
+             * through W_hh (the GEMM below), so the running dh restarts at 0. */
+            if (d->activation == CRNN_TANH)
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dpb[j] = (dyb[j] + dhb[j]) * (1 - hb[j] * hb[j]);
+            else
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dpb[j] = hb[j] > 0 ? dyb[j] + dhb[j] : 0;
+            memset(dhb, 0, (size_t)H * sizeof(real));
+        }
+        /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
+        FN(rgemm)(c->blas, b1 - b0, H, H, dpre_t + b0 * H, H, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
+                  c->dh + b0 * H, H);
+    }
+}
+
+/* The chunk on a team of two (parallel.h): the steps on each member's half
+ * of the rows, then, once both are done, [B3] split between them. Alone
+ * ([0, 2)): all of it. */
+static void FN(rnn_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(rnn_back_chunk) *c = arg;
+    const crnn_rnn_desc *d = c->d;
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size;
+    ptrdiff_t b0, b1;
+    team_half(p0, p1, B, &b0, &b1);
+    FN(rnn_back_rows)(c, b0, b1);
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
+        FN(rnn_chunk_grads)(c->blas, d, c->w, c->nt * B, part, part + 1, c->dpre, c->x + c->t0 * B * I,
+                        c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H,
+                        c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
 }
 
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
@@ -380,60 +473,32 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
         return s;
 
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size;
-    const int rev = d->reverse != 0;
     const real *ws_h = tape;                 /* (T+1, B, H) */
     const ptrdiff_t Tc = backward_chunk_steps(T, B, H, d->chunk_steps);
     real *dpre = workspace;                  /* (Tc, B, H) dL/d(pre-activation), a chunk */
     real *dh = workspace + Tc * B * H;       /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
+    const int threads = train_threads(blas, T, B, I, H, H);  /* common.h */
     /* W_hh (H, H) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, 0, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, threads > 1, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, H));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
-     * dpre holds one chunk, times t0 .. t0+nt-1, and [B3] runs on it after
-     * the chunk's last step. */
-    ptrdiff_t t0 = 0, nt = 0;
-    for (ptrdiff_t k = T - 1; k >= 0; k--) {
-        const ptrdiff_t t = step_time(k, T, rev);
-        const ptrdiff_t in_chunk = (T - 1 - k) % Tc;  /* steps of this chunk done before */
-        if (in_chunk == 0) {
-            nt = Tc < k + 1 ? Tc : k + 1;
-            t0 = rev ? t : t + 1 - nt;
-        }
-        const real *h_new = ws_h + next_slot(t, rev) * B * H;  /* = y[t] where valid */
-        const real *dy_t = dy + t * B * H;
-        real *dpre_t = dpre + (t - t0) * B * H;
-        for (ptrdiff_t b = 0; b < B; b++) {
-            real *dpb = dpre_t + b * H, *dhb = dh + b * H;
-            const real *hb = h_new + b * H, *dyb = dy_t + b * H;
-            if (!step_valid(lengths, b, t)) {
-                /* [B2] a masked step passed h_{t-1} through unchanged: so does
-                 * dh; its pre-activation gets no gradient. */
-                memset(dpb, 0, (size_t)H * sizeof(real));
-                continue;
-            }
-            /* h_t feeds both y_t and step t+1: the two gradients meet here
-             * (dh_new = dy + dh). [B1] in the forward pass: h_new = act(pre);
-             * act' from the saved output. [B2] h_{t-1} is reached only
-             * through W_hh (the GEMM below), so the running dh restarts at 0. */
-            if (d->activation == CRNN_TANH)
-                for (ptrdiff_t j = 0; j < H; j++)
-                    dpb[j] = (dyb[j] + dhb[j]) * (1 - hb[j] * hb[j]);
-            else
-                for (ptrdiff_t j = 0; j < H; j++)
-                    dpb[j] = hb[j] > 0 ? dyb[j] + dhb[j] : 0;
-            memset(dhb, 0, (size_t)H * sizeof(real));
-        }
-        /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
-        FN(rgemm)(blas, B, H, H, dpre_t, H, CRNN_NO_TRANS, w->W_hh, W_hh_packed, 1, dh, H);
-        if (in_chunk == nt - 1)
-            FN(rnn_chunk_grads)(blas, d, w, nt * B, dpre, x + t0 * B * I, ws_h + prev_slot(t0, rev) * B * H,
-                                dx != NULL ? dx + t0 * B * I : NULL, grads);
+     * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
+    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, 0, 0, 0 };
+    if (threads > 1)
+        crnn_parallel_blas_solo_begin(blas);
+    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
+        chunk.kend = kend;
+        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
+        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
+        crnn_parallel_team(threads, FN(rnn_back_team), &chunk);
     }
+    if (threads > 1)
+        crnn_parallel_blas_solo_end(blas);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
     return CRNN_OK;

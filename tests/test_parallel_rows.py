@@ -6,13 +6,16 @@ that has enough work (src/common.h, parallel_shape) runs part of the rows on
 a worker thread: from 32 rows on, each thread computes its own rows' input
 product; below, the two first compute the chunk's input product by columns
 (chunk_input_by_team). Layers too large for a core's L2 split by hidden units
-instead (units_shape), meeting after every step. Training forward passes
-stay on one thread; they are run here too, to check just that. Every row is computed as on one thread except that the input
-product runs in the packed kernel instead of the BLAS: the same sums, so
-results agree with one thread to rounding (with NumPy's OpenBLAS, bit for
-bit at these sizes), and match the NumPy reference. Shapes where the split
-does not apply (training, LSTM with projection, small batches) must give
-the same results too. Float32 and float64 both split (each dtype has its
+instead (units_shape), meeting after every step. Training passes of these
+shapes split by rows, forward and backward, and share the products over a
+chunk of steps (the input product, dx, the weight gradients), with the BLAS
+set to one thread meanwhile (train_threads in src/common.h). Every row is
+computed as on one thread except that products run in the packed kernel
+instead of the BLAS (or the BLAS on one thread instead of two): results
+agree with one thread to rounding, match the NumPy reference, and are the
+same bits whether the worker took its part or not. Shapes where the split
+does not apply (LSTM with projection, small batches) must give the same
+results too. Float32 and float64 both split (each dtype has its
 packed kernel on this CPU).
 """
 
@@ -224,3 +227,41 @@ def test_a_forked_child_runs_with_a_worker_of_its_own(blas_threads):
             pytest.fail("the forked child hung")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_training_gives_the_blas_its_threads_back(blas_threads):
+    """A split training pass sets the BLAS to one thread while it runs (so
+    that OpenBLAS's pool leaves both cores to it) and back after."""
+    blas_threads(2)
+    run(_c_kernels, "lstm", 50, 16, 64, 128, np.float32, training=True)
+    assert crnn.get_num_threads() == 2
+    blas_threads(1)
+    run(_c_kernels, "gru", 50, 16, 64, 128, np.float32, training=True)
+    assert crnn.get_num_threads() == 1
+
+
+def test_concurrent_training_callers_each_get_their_own_results(blas_threads):
+    """Training passes from four Python threads at once: one team at a time,
+    the others alone; every result is the one of a lone call, and the BLAS
+    has its threads back after the last."""
+    blas_threads(2)
+    shape = ("gru", 40, 32, 20, 130, np.float32)
+    want = {s: run(_c_kernels, *shape, seed=s) for s in range(4)}
+    errors = []
+
+    def caller(seed):
+        try:
+            for _ in range(3):
+                got = run(_c_kernels, *shape, seed=seed)
+                for name in want[seed]:
+                    np.testing.assert_array_equal(got[name], want[seed][name], err_msg=name)
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert crnn.get_num_threads() == 2

@@ -537,7 +537,7 @@ static int check_bad_arguments(const crnn_blas *blas)
     static double x[T * B * I], W_ih[4 * H * I], W_hh[4 * H * H], W_hr[P * H], dy[T * B * H];
     static double y[T * B * H], h_n[B * H], c_n[B * H], dx[T * B * I];
     static double ws[4096], tape[4096];
-    const crnn_blas no_dgemm = { blas->sgemm, NULL, NULL };
+    const crnn_blas no_dgemm = { blas->sgemm, NULL, NULL, NULL };
     int ok = 1;
 
     crnn_lstm_desc d = { 0 };

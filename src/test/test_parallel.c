@@ -255,11 +255,45 @@ static int close(const float *a, const float *b, size_t n)
     return err <= 1e-5 * scale;
 }
 
+/* A BLAS whose threads can be set (training splits only with one). */
+static int fake_blas_threads = 2;
+static int fake_get_threads(void) { return fake_blas_threads; }
+static void fake_set_threads(int n) { fake_blas_threads = n; }
+
+/* The BLAS gives one thread from the first begin to the last end, then
+ * what it gave before; nothing is set where it gives one already. */
+static void test_blas_solo(void)
+{
+    crnn_blas blas = *crnn_blas_naive();
+    blas.num_threads = fake_get_threads;
+    blas.set_num_threads = fake_set_threads;
+    fake_blas_threads = 3;
+    crnn_parallel_blas_solo_begin(&blas);
+    int ok = fake_blas_threads == 1;
+    crnn_parallel_blas_solo_begin(&blas);  /* a second pass meanwhile */
+    ok &= fake_blas_threads == 1;
+    crnn_parallel_blas_solo_end(&blas);
+    ok &= fake_blas_threads == 1;
+    crnn_parallel_blas_solo_end(&blas);
+    ok &= fake_blas_threads == 3;
+    fake_blas_threads = 1;
+    crnn_parallel_blas_solo_begin(&blas);
+    crnn_parallel_blas_solo_end(&blas);
+    ok &= fake_blas_threads == 1;
+    const crnn_blas *naive = crnn_blas_naive();  /* no thread functions at all */
+    crnn_parallel_blas_solo_begin(naive);
+    crnn_parallel_blas_solo_end(naive);
+    check(ok, "blas solo: one thread inside, the number before after");
+    printf("%s blas solo     one BLAS thread while split, restored after, nested\n", ok ? "ok  " : "FAIL");
+    fake_blas_threads = 2;
+}
+
 static void test_cells(void)
 {
     crnn_blas one = *crnn_blas_naive(), two = one;
     one.num_threads = one_thread;
-    two.num_threads = two_threads;
+    two.num_threads = fake_get_threads;  /* 2, settable: training forwards split too */
+    two.set_num_threads = fake_set_threads;
     static const char *names[] = { "rnn", "lstm", "gru" };
     /* T, B, I, H per cell: enough work to be split by rows (parallel_shape()
      * in common.h), inference in chunks of 8 steps, an odd batch, small I
@@ -269,7 +303,7 @@ static void test_cells(void)
     static const ptrdiff_t shapes[][4] = { { 40, 16, 4, 330 }, { 40, 17, 4, 176 }, { 40, 33, 3, 200 } };
     /* and split by units (units_shape(): B*G*H*H >= 32M per step), odd T:
      * the state ends in the second buffer; inference only (training
-     * forwards are not split), few steps: slow under valgrind */
+     * splits by rows), few steps: slow under valgrind */
     static const ptrdiff_t unit_shapes[][4] = { { 3, 8, 3, 2048 }, { 3, 8, 3, 1024 }, { 3, 8, 3, 1200 } };
     for (int cell = CELL_RNN; cell <= CELL_GRU; cell++) {
         int ok = 1;
@@ -374,6 +408,7 @@ int main(void)
     test_concurrent_callers();
     test_shutdown_restart();
     test_team();
+    test_blas_solo();
     test_cells();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
