@@ -23,8 +23,10 @@ def _ext():
 def set_num_threads(n: int) -> None:
     """Use n >= 1 threads in the BLAS pool crnn calls.
 
-    With n >= 2 the C backend's inference also uses one worker thread of its
-    own: it splits a batch by rows, or a large layer by hidden units.
+    With n >= 2 the C backend also uses one worker thread of its own:
+    inference splits a batch by rows, or a large layer by hidden units;
+    training splits a batch by rows and holds the pool at one thread while
+    it runs (each of the two threads then calls the BLAS on its own).
     """
     _ext().set_num_threads(positive_int("n", n))
 

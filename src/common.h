@@ -200,11 +200,11 @@ static inline int parallel_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
 /* Threads for the step loop of inference: 2 when the shape allows it, the
  * BLAS has threads to give and the recurrent product runs in the packed
  * kernel (W_hh_packed: single-threaded, where the BLAS would use the
- * threads). Training forward passes stay on one thread: in a training loop
- * the previous backward pass's BLAS calls leave OpenBLAS's pool thread
- * spinning (~0.1 s) on one of the two cores, and split steps measured 7-20%
- * slower per forward + backward than one thread beside it (medium LSTM, GRU,
- * RNN and the stacked LSTM), though 1.5x faster as forward passes alone. */
+ * threads). Training passes decide by train_threads instead: split steps
+ * beside OpenBLAS's pool thread, left spinning (~0.1 s) on one of the two
+ * cores by the previous backward pass's threaded products, measured 7-20%
+ * slower per forward + backward than one thread, so training splits only
+ * where it keeps that pool asleep. */
 static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
                                ptrdiff_t N, ptrdiff_t K, const void *W_hh_packed)
 {
