@@ -220,21 +220,26 @@ static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, 
  * (crnn_parallel_blas_solo_begin): OpenBLAS's own pool, left spinning after
  * a threaded product, would otherwise take a core from the two halves
  * of the next step loop. So the BLAS must let its threads be set. */
+static inline int train_split_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N, ptrdiff_t K)
+{
+    return rgemm_shape(T, B) && B >= PARALLEL_MIN_B && (double)T * B * N * (I + K) >= PARALLEL_MIN_MACS;
+}
+
 static inline int train_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N,
                                 ptrdiff_t K)
 {
-    return blas->set_num_threads != NULL && blas_threads(blas) > 1 && rgemm_shape(T, B) && B >= PARALLEL_MIN_B
-                   && (double)T * B * N * (I + K) >= PARALLEL_MIN_MACS
-               ? 2
-               : 1;
+    return blas->set_num_threads != NULL && blas_threads(blas) > 1 && train_split_shape(T, B, I, N, K) ? 2 : 1;
 }
 
 /* Member p0's half of [0, n) in a team of two (parallel.h): [0, n/2) for
- * part 0, [n/2, n) for part 1; all of it for [0, 2). The products over a
- * chunk of steps that the two members split (dx, the weight gradients) are
- * computed half by half alone too: a BLAS may sum an element of a product
+ * part 0, [n/2, n) for part 1; all of it for [0, 2). In training passes of
+ * train_split_shape(), the products over a chunk of steps that the two
+ * members split (the input product, dx, the weight gradients) are computed
+ * half by half alone too: a BLAS may sum an element of a product
  * differently from the same element of a part of it, and results should
- * not depend on whether the other member was free. */
+ * not depend on whether the other member was free. Other shapes never
+ * split and make one product of each (two threaded BLAS calls of half the
+ * size cost more than one). */
 static inline void team_half(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t n, ptrdiff_t *lo, ptrdiff_t *hi)
 {
     *lo = p0 == 0 ? 0 : n / 2;

@@ -320,10 +320,11 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
                             0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
-     * chunk by the team; always the latter in training (one chunk, all
-     * steps), even on one thread: its two products then give the bits of a
-     * split pass */
-    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+     * chunk by the team; always the latter in training of the shapes that
+     * split (one chunk, all steps), even on one thread: its two products
+     * then give the bits of a split pass (team_half) */
+    const int team_input = (tape != NULL && train_split_shape(T, B, I, GH, H))
+                           || (threads > 1 && chunk_input_by_team(B));
     chunk.step_input = threads > 1 && !units && !team_input;
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);
@@ -433,17 +434,18 @@ static void FN(gru_cell_backward)(ptrdiff_t H,
  * dpre_x, gru_grads_h turns it into dpre_h in place and reads that. Every
  * pointer is at the chunk's first step: dpre_x (rows, 3H), gates (rows, 3H)
  * from the tape, x (rows, I), h_prev (rows, H) the states the steps started
- * from; dx (rows, I) or NULL. Part p of two: half the columns of dx and
- * half the rows of each weight gradient (and the matching bias entries);
- * every part's gru_grads_x must be done before any part's gru_grads_h. */
+ * from; dx (rows, I) or NULL. Parts [p0, p1) of a team of two (team_half):
+ * a member takes half the columns of dx and half the rows of each weight
+ * gradient (and the matching bias entries), [0, 2) all of them; every
+ * part's gru_grads_x must be done before any part's gru_grads_h. */
 static void FN(gru_grads_x)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(crnn_weights) *w,
-                            ptrdiff_t rows, ptrdiff_t p, const real *dpre_x, const real *x, real *dx,
+                            ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1, const real *dpre_x, const real *x, real *dx,
                             const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, GH = 3 * d->hidden_size;
     ptrdiff_t c0, c1, g0, g1;  /* this part's columns of dx, rows of dW_ih */
-    team_half(p, p + 1, I, &c0, &c1);
-    team_half(p, p + 1, GH, &g0, &g1);
+    team_half(p0, p1, I, &c0, &c1);
+    team_half(p0, p1, GH, &g0, &g1);
     if (dx != NULL && c1 > c0)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I) */
         FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, GH, 1, dpre_x, GH, w->W_ih + c0, I, 0,
                  dx + c0, I);
@@ -456,12 +458,13 @@ static void FN(gru_grads_x)(const crnn_blas *blas, const crnn_gru_desc *d, const
         FN(add_colsum)(grads->db_ih, dpre_x, rows, GH, g0, g1);
 }
 
-static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdiff_t rows, ptrdiff_t p,
-                            real *dpre_x, const real *gates, const real *h_prev, const FN(crnn_grads) *grads)
+static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdiff_t rows, ptrdiff_t p0,
+                            ptrdiff_t p1, real *dpre_x, const real *gates, const real *h_prev,
+                            const FN(crnn_grads) *grads)
 {
     const ptrdiff_t H = d->hidden_size, GH = 3 * d->hidden_size;
     ptrdiff_t g0, g1;  /* this part's rows of dW_hh, columns of dpre */
-    team_half(p, p + 1, GH, &g0, &g1);
+    team_half(p0, p1, GH, &g0, &g1);
     if (grads == NULL || g1 == g0 || (grads->dW_hh == NULL && grads->db_hh == NULL))
         return;
     /* dpre_x is not needed any more: turn this part's columns into dpre_h.
@@ -494,6 +497,7 @@ typedef struct {
     real *dx;
     const FN(crnn_grads) *grads;
     ptrdiff_t kend, nt, t0;
+    int halves;                    /* [B3] by halves even alone (team_half in common.h) */
 } FN(gru_back_chunk);
 
 /* [B1]-[B2] of the chunk's steps on the sequences (rows) [b0, b1) only: row
@@ -547,14 +551,17 @@ static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
     const ptrdiff_t rows = c->nt * B;
-    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
-        FN(gru_grads_x)(c->blas, d, c->w, rows, part, c->dpre_x, c->x + c->t0 * B * I,
-                        c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
+    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H;
+    const real *gates = c->ws_gates + c->t0 * B * GH;
+    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    /* alone, a shape that splits still goes half by half (team_half) */
+    const int halves = c->halves && p1 - p0 == 2;
+    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
+        FN(gru_grads_x)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre_x, x, dx, c->grads);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    for (ptrdiff_t part = p0; part < p1; part++)
-        FN(gru_grads_h)(c->blas, d, rows, part, c->dpre_x, c->ws_gates + c->t0 * B * GH,
-                        c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H, c->grads);
+    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
+        FN(gru_grads_h)(c->blas, d, rows, q, halves ? q + 1 : p1, c->dpre_x, gates, h_prev, c->grads);
 }
 
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
@@ -597,7 +604,8 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre_x holds one chunk, and [B3] runs on it after the chunk's last step. */
     FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_hn, ws_h,
-                                 dpre_x, dpre_h_t, dh, dx, grads, 0, 0, 0 };
+                                 dpre_x, dpre_h_t, dh, dx, grads, 0, 0, 0,
+                                 train_split_shape(T, B, I, GH, H) };
     if (threads > 1)
         crnn_parallel_blas_solo_begin(blas);
     for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {

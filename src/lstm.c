@@ -377,10 +377,11 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
                              ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
-     * chunk by the team; always the latter in training (one chunk, all
-     * steps), even on one thread: its two products then give the bits of a
-     * split pass */
-    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+     * chunk by the team; always the latter in training of the shapes that
+     * split (one chunk, all steps), even on one thread: its two products
+     * then give the bits of a split pass (team_half) */
+    const int team_input = (tape != NULL && train_split_shape(T, B, I, GH, P))
+                           || (threads > 1 && chunk_input_by_team(B));
     chunk.step_input = threads > 1 && !units && !team_input;
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);
@@ -491,8 +492,9 @@ static void FN(lstm_cell_backward)(ptrdiff_t H,
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, 4H), dh_new (rows, P) and r (rows, H) if P > 0, x
  * (rows, I), h_prev (rows, P) the states the steps started from; dx (rows, I)
- * or NULL. Part p0 of two (p1 = p0 + 1): half the columns of dx and half
- * the rows of each weight gradient (and the matching bias entries). */
+ * or NULL. Parts [p0, p1) of a team of two (team_half): a member takes half
+ * the columns of dx and half the rows of each weight gradient (and the
+ * matching bias entries); [0, 2) all of them. */
 static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
                                  const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
                                  const real *dpre, const real *dh_new, const real *x,
@@ -538,6 +540,7 @@ typedef struct {
     real *dx;
     const FN(crnn_grads) *grads;
     ptrdiff_t kend, nt, t0;
+    int halves;                    /* [B4] by halves even alone (team_half in common.h) */
 } FN(lstm_back_chunk);
 
 /* [B1]-[B3] of the chunk's steps on the sequences (rows) [b0, b1) only: row b
@@ -627,10 +630,15 @@ static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * H);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
-        FN(lstm_chunk_grads)(c->blas, d, c->w, c->nt * B, part, part + 1, c->dpre, c->dh_new_all, c->x + c->t0 * B * I,
-                         c->ws_h + prev_slot(c->t0, rev) * B * P, c->ws_r != NULL ? c->ws_r + c->t0 * B * H : NULL,
-                         c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
+    const ptrdiff_t rows = c->nt * B;
+    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, rev) * B * P;
+    const real *r = c->ws_r != NULL ? c->ws_r + c->t0 * B * H : NULL;
+    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    /* alone, a shape that splits still goes half by half (team_half) */
+    const int halves = c->halves && p1 - p0 == 2;
+    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
+        FN(lstm_chunk_grads)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre, c->dh_new_all, x, h_prev, r,
+                             dx, c->grads);
 }
 
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
@@ -681,7 +689,8 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
     FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_c, ws_h,
-                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, 0, 0, 0 };
+                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, 0, 0, 0,
+                                  !proj && train_split_shape(T, B, I, GH, P) };
     if (threads > 1)
         crnn_parallel_blas_solo_begin(blas);
     for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {

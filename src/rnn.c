@@ -277,10 +277,11 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     FN(rnn_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
                             x, xw, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
-     * chunk by the team; always the latter in training (one chunk, all
-     * steps), even on one thread: its two products then give the bits of a
-     * split pass */
-    const int team_input = tape != NULL || (threads > 1 && chunk_input_by_team(B));
+     * chunk by the team; always the latter in training of the shapes that
+     * split (one chunk, all steps), even on one thread: its two products
+     * then give the bits of a split pass (team_half) */
+    const int team_input = (tape != NULL && train_split_shape(T, B, I, H, H))
+                           || (threads > 1 && chunk_input_by_team(B));
     chunk.step_input = threads > 1 && !units && !team_input;
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);
@@ -352,9 +353,9 @@ crnn_status FN(crnn_rnn_forward_train)(const crnn_blas *blas, const crnn_rnn_des
 /* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, H), x (rows, I), h_prev (rows, H) the states the steps
- * started from; dx (rows, I) or NULL. Part p0 of two (p1 = p0 + 1): half
- * the columns of dx and half the rows of each weight gradient (and the
- * matching bias entries). */
+ * started from; dx (rows, I) or NULL. Parts [p0, p1) of a team of two
+ * (team_half): a member takes half the columns of dx and half the rows of
+ * each weight gradient (and the matching bias entries); [0, 2) all. */
 static void FN(rnn_chunk_grads)(const crnn_blas *blas, const crnn_rnn_desc *d,
                                 const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
                                 const real *dpre, const real *x, const real *h_prev,
@@ -393,6 +394,7 @@ typedef struct {
     real *dx;
     const FN(crnn_grads) *grads;
     ptrdiff_t kend, nt, t0;
+    int halves;                    /* [B3] by halves even alone (team_half in common.h) */
 } FN(rnn_back_chunk);
 
 /* [B1]-[B2] of the chunk's steps on the sequences (rows) [b0, b1) only: row
@@ -448,10 +450,13 @@ static void FN(rnn_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     FN(rnn_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    for (ptrdiff_t part = p0; part < p1; part++)  /* alone: both halves (team_half) */
-        FN(rnn_chunk_grads)(c->blas, d, c->w, c->nt * B, part, part + 1, c->dpre, c->x + c->t0 * B * I,
-                        c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H,
-                        c->dx != NULL ? c->dx + c->t0 * B * I : NULL, c->grads);
+    const ptrdiff_t rows = c->nt * B;
+    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H;
+    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    /* alone, a shape that splits still goes half by half (team_half) */
+    const int halves = c->halves && p1 - p0 == 2;
+    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
+        FN(rnn_chunk_grads)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre, x, h_prev, dx, c->grads);
 }
 
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
@@ -488,7 +493,8 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
-    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, 0, 0, 0 };
+    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, 0, 0, 0,
+                                 train_split_shape(T, B, I, H, H) };
     if (threads > 1)
         crnn_parallel_blas_solo_begin(blas);
     for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
