@@ -335,12 +335,15 @@ static inline const double *input_pack_f64(ptrdiff_t N, ptrdiff_t K, const doubl
 }
 
 /* C (M, N) = A (M, K) @ op(W) [+ C], op(W) as for rgemm_prepare; Wp the
- * packed copy or NULL. */
+ * packed copy or NULL. One row on a W read from L2 takes the
+ * matrix-vector kernel (crnn_rgemm_mv_pays in rgemm.h). */
 static inline void rgemm_f32(const crnn_blas *blas, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                              const float *A, ptrdiff_t lda, crnn_trans trans_w, const float *W,
                              const float *Wp, int accumulate, float *C, ptrdiff_t ldc)
 {
-    if (Wp != NULL)
+    if (Wp != NULL && crnn_rgemm_mv_pays(M, N, K))
+        crnn_rgemm_mv_f32(N, K, A, Wp, accumulate, C);
+    else if (Wp != NULL)
         crnn_rgemm_f32(M, N, K, A, lda, Wp, accumulate, C, ldc);
     else
         blas->sgemm(CRNN_NO_TRANS, trans_w, M, N, K, 1, A, lda, W, trans_w == CRNN_TRANS ? K : N,

@@ -107,6 +107,42 @@ tile(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
         }
 }
 
+/* The matrix-vector product c = a @ W.T (+ c), one row, on one panel:
+ * its K lines read in order, the products of k = 0, 1, 2, 3 (mod 4) summed
+ * in four chains (chain 0 starting from c when accumulating) and the chains
+ * added as (0 + 1) + (2 + 3) at the end (crnn_rgemm_mv_f32). The AVX-512
+ * twin, tile512_mv, sums in the same order: the same bits whichever runs. */
+static inline __attribute__((always_inline)) AVX2_FMA void
+tile_mv(ptrdiff_t K, const float *a, const float *panel, float *c, ptrdiff_t ncols, int accumulate)
+{
+    for (int half = 0; half < 2; half++) {
+        const ptrdiff_t col = 8 * half;
+        if (col >= ncols)
+            break;
+        const __m256i mask = cols_mask(ncols - col);
+        __m256 acc[4] = { accumulate ? _mm256_maskload_ps(c + col, mask) : _mm256_setzero_ps(),
+                          _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        const float *w = panel + col;
+        ptrdiff_t k = 0;
+        for (; k + 4 <= K; k += 4)
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                acc[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k + q), _mm256_loadu_ps(w + (k + q) * RGEMM_NR),
+                                         acc[q]);
+        for (int q = 0; k < K; k++, q++)
+            acc[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k), _mm256_loadu_ps(w + k * RGEMM_NR), acc[q]);
+        _mm256_maskstore_ps(c + col, mask,
+                            _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    }
+}
+
+static AVX2_FMA void rgemm_mv_avx2(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate,
+                                   float *c)
+{
+    for (ptrdiff_t p = 0; p * RGEMM_NR < N; p++)
+        tile_mv(K, a, Wp + p * RGEMM_NR * K, c + p * RGEMM_NR, N - p * RGEMM_NR, accumulate);
+}
+
 #define TILE(mr, np) \
     tile(mr, np, K, A + r0 * lda, lda, Wp + p * RGEMM_NR * K, C + r0 * ldc + p * RGEMM_NR, ldc, ncols, accumulate)
 
@@ -214,6 +250,31 @@ tile512(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
             if (col < ncols)
                 _mm512_mask_storeu_ps(C + r * ldc + col, panel_mask(ncols - col), acc[r][p]);
         }
+}
+
+/* tile_mv's AVX-512 twin: one row on one panel, the same sums in the same
+ * order. */
+static inline __attribute__((always_inline)) AVX512 void
+tile512_mv(ptrdiff_t K, const float *a, const float *panel, float *c, ptrdiff_t ncols, int accumulate)
+{
+    const __mmask16 mask = panel_mask(ncols);
+    __m512 acc[4] = { accumulate ? _mm512_maskz_loadu_ps(mask, c) : _mm512_setzero_ps(), _mm512_setzero_ps(),
+                      _mm512_setzero_ps(), _mm512_setzero_ps() };
+    ptrdiff_t k = 0;
+    for (; k + 4 <= K; k += 4)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++)
+            acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(a[k + q]), _mm512_load_ps(panel + (k + q) * RGEMM_NR), acc[q]);
+    for (int q = 0; k < K; k++, q++)
+        acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_load_ps(panel + k * RGEMM_NR), acc[q]);
+    _mm512_mask_storeu_ps(c, mask, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+static AVX512 void rgemm_mv_avx512(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate,
+                                   float *c)
+{
+    for (ptrdiff_t p = 0; p * RGEMM_NR < N; p++)
+        tile512_mv(K, a, Wp + p * RGEMM_NR * K, c + p * RGEMM_NR, N - p * RGEMM_NR, accumulate);
 }
 
 /* Row block b = r0 / 8 prefetches panel p + np + b of the next group, if
@@ -400,6 +461,28 @@ void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdi
         rgemm_avx2(M, N, K, A, lda, Wp, accumulate, C, ldc);
 }
 
+void crnn_rgemm_mv_f32(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate, float *c)
+{
+    /* zmm loads of W need it on a cache line, as for crnn_rgemm_f32 */
+    if (have_avx512() && (uintptr_t)Wp % 64 == 0)
+        rgemm_mv_avx512(N, K, a, Wp, accumulate, c);
+    else if (crnn_vmath_simd())
+        rgemm_mv_avx2(N, K, a, Wp, accumulate, c);
+}
+
+/* Where one row's product reads W from L2 (W of 96-512 KiB, K >= 96), a
+ * panel at a time in one sequential stream is faster than the 4-panel
+ * tile's four interleaved streams: measured 1 thread, M = 1, on a Zen 5
+ * core (bench_rgemm), N x K = 384 x 128 .. 1024 x 128: 1.3-1.8x; 512 x 256:
+ * 1.2x. Not so where W fits L1 (tile_mv's per-panel chains are then the
+ * bound: 0.7-0.9x at 256 x 32 .. 128 x 128), comes from L3 (0.96x at
+ * 2048 x 512), or for two rows (0.86-0.95x at M = 2). */
+int crnn_rgemm_mv_pays(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    const double bytes = 4.0 * (double)N * (double)K;
+    return M == 1 && K >= 96 && bytes >= 96.0 * 1024 && bytes <= 512.0 * 1024 && crnn_vmath_simd();
+}
+
 void crnn_rgemm_f64(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda,
                     const double *Wp, int accumulate, double *C, ptrdiff_t ldc)
 {
@@ -447,6 +530,17 @@ void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdi
                     const float *Wp, int accumulate, float *C, ptrdiff_t ldc)
 {
     (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Wp, (void)accumulate, (void)C, (void)ldc;
+}
+
+void crnn_rgemm_mv_f32(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate, float *c)
+{
+    (void)N, (void)K, (void)a, (void)Wp, (void)accumulate, (void)c;
+}
+
+int crnn_rgemm_mv_pays(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    (void)M, (void)N, (void)K;
+    return 0;
 }
 
 int crnn_rgemm_faster(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)

@@ -172,7 +172,6 @@ static void test_shutdown_restart(void)
 /* ---- 4: the cells at two threads against one ---- */
 
 static int one_thread(void) { return 1; }
-static int two_threads(void) { return 2; }
 
 static float *random_array(size_t n, unsigned *state, float scale)
 {

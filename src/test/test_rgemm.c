@@ -15,7 +15,9 @@
  *    gives the bits of the full call: results do not depend on how callers
  *    split the columns;
  *  - W packed off a cache line (other tiles at M <= 2) gives the same bits;
- *  - the packing of a transposed W (CRNN_NO_TRANS) equals that of W.
+ *  - the packing of a transposed W (CRNN_NO_TRANS) equals that of W;
+ *  - the one-row kernel (crnn_rgemm_mv_f32, float32) against the plain
+ *    product, and the same bits on and off a cache line.
  * Where the CPU has no kernel (no AVX2/FMA for float32, no AVX-512 for
  * float64) the products are skipped. Exit status 0 iff every check passed.
  */
@@ -128,6 +130,50 @@ static void FN(check_product)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int accumul
     free(C0);
 }
 
+/* The one-row kernel (float32 only): against the plain product, and the
+ * same bits with W off its cache line (where AVX-512 runs it, the AVX2
+ * twin then does). */
+#if CRNN_TEST_MV
+static void check_mv(ptrdiff_t N, ptrdiff_t K, int accumulate)
+{
+    unsigned long state = (unsigned long)(N * 1009 + K * 7 + accumulate + 5);
+    const size_t size = crnn_rgemm_packed_size(N, K);
+    float *a = malloc((size_t)K * sizeof(float)), *W = malloc((size_t)(N * K) * sizeof(float));
+    float *Wp = aligned_alloc(64, (size * sizeof(float) + 63) / 64 * 64);
+    float *Wp_off = malloc((size + 1) * sizeof(float));
+    for (ptrdiff_t k = 0; k < K; k++)
+        a[k] = (float)value(&state);
+    for (ptrdiff_t i = 0; i < N * K; i++)
+        W[i] = (float)value(&state);
+    crnn_rgemm_pack_f32(N, K, CRNN_TRANS, W, Wp);
+    memcpy(Wp_off + 1, Wp, size * sizeof(float));
+    float *c = FN(c_buffer)(1, N, N + 5, &state), *c0 = malloc((size_t)(2 * (N + 5)) * sizeof(float));
+    float *co = malloc((size_t)(2 * (N + 5)) * sizeof(float));
+    memcpy(c0, c, (size_t)(2 * (N + 5)) * sizeof(float));
+    memcpy(co, c, (size_t)(2 * (N + 5)) * sizeof(float));
+    crnn_rgemm_mv_f32(N, K, a, Wp, accumulate, c);
+    crnn_rgemm_mv_f32(N, K, a, Wp_off + 1, accumulate, co);
+    int close = 1, guarded = 1;
+    for (ptrdiff_t n = 0; n < 2 * (N + 5); n++) {
+        if (n >= N) {
+            guarded &= c[n] == (float)GUARD;
+            continue;
+        }
+        long double ref = accumulate ? c0[n] : 0, mag = fabsl(ref);
+        for (ptrdiff_t k = 0; k < K; k++) {
+            ref += (long double)a[k] * W[n * K + k];
+            mag += fabsl((long double)a[k] * W[n * K + k]);
+        }
+        close &= fabsl(c[n] - ref) <= (K + 2) * 0x1p-24 * mag;
+    }
+    check(close, "one-row kernel differs from the plain product by more than rounding", 1, N, K, accumulate);
+    check(guarded, "one-row kernel wrote outside c", 1, N, K, accumulate);
+    check(memcmp(c, co, (size_t)(2 * (N + 5)) * sizeof(float)) == 0,
+          "one-row kernel: W off a cache line gives other results", 1, N, K, accumulate);
+    free(a), free(W), free(Wp), free(Wp_off), free(c), free(c0), free(co);
+}
+#endif
+
 /* Packing W (N, K) and its transpose (K, N) gives the same copy. */
 static void FN(check_pack_transposed)(ptrdiff_t N, ptrdiff_t K)
 {
@@ -155,7 +201,10 @@ static void FN(check_pack_transposed)(ptrdiff_t N, ptrdiff_t K)
 #define real float
 #define FN(name) name##_f32
 #define EPS 0x1p-24
+#define CRNN_TEST_MV 1
 #include "test_rgemm.c"
+#undef CRNN_TEST_MV
+#define CRNN_TEST_MV 0
 #undef real
 #undef FN
 #undef EPS
@@ -189,6 +238,12 @@ int main(void)
                         check_product_f64(M, N, K, accumulate);
                     products++;
                 }
+    static const ptrdiff_t mv_Ns[] = { 5, 16, 63, 100, 259, 512 }, mv_Ks[] = { 1, 3, 5, 96, 130 };
+    if (f32)
+        for (size_t j = 0; j < sizeof mv_Ns / sizeof *mv_Ns; j++)
+            for (size_t l = 0; l < sizeof mv_Ks / sizeof *mv_Ks; l++)
+                for (int accumulate = 0; accumulate < 2; accumulate++)
+                    check_mv(mv_Ns[j], mv_Ks[l], accumulate);
     check_pack_transposed_f32(37, 21);
     check_pack_transposed_f64(37, 21);
     printf("test_rgemm: %s: %d products (float32 %s, float64 %s), packing transposed\n",
