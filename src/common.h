@@ -512,6 +512,31 @@ static inline ptrdiff_t backward_chunk_steps(ptrdiff_t T, ptrdiff_t B, ptrdiff_t
     return tall < T ? tall : T;
 }
 
+/* The steps of one chunk of a backward pass: k = kend, kend-1, ..,
+ * kend-nt+1 in the forward's order of visits, i.e. times t0 .. t0+nt-1. */
+typedef struct {
+    ptrdiff_t kend, nt, t0;
+} back_span;
+
+/* Runs a backward pass: the forward's steps in the opposite order, in
+ * chunks of Tc steps, each chunk handed to fn (a team function, parallel.h)
+ * on `threads` threads after *span (inside job) is set to it. With two
+ * threads the BLAS gives one per call meanwhile (train_threads). */
+static inline void run_backward_chunks(const crnn_blas *blas, int threads, ptrdiff_t T, ptrdiff_t Tc, int reverse,
+                                       crnn_rows_fn fn, void *job, back_span *span)
+{
+    if (threads > 1)
+        crnn_parallel_blas_solo_begin(blas);
+    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
+        span->kend = kend;
+        span->nt = Tc < kend + 1 ? Tc : kend + 1;
+        span->t0 = reverse ? T - 1 - kend : kend + 1 - span->nt;
+        crnn_parallel_team(threads, fn, job);
+    }
+    if (threads > 1)
+        crnn_parallel_blas_solo_end(blas);
+}
+
 /* ---- argument checks ---- */
 
 static inline crnn_status check_lengths(const int64_t *lengths, ptrdiff_t T, ptrdiff_t B)

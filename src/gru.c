@@ -496,7 +496,7 @@ typedef struct {
     real *dpre_x, *dpre_h_t, *dh;  /* (Tc, B, 3H) the chunk's; (B, 3H) a step's; (B, H) running */
     real *dx;
     const FN(crnn_grads) *grads;
-    ptrdiff_t kend, nt, t0;
+    back_span span;                /* the chunk (common.h) */
     int halves;                    /* [B3] by halves even alone (team_half in common.h) */
 } FN(gru_back_chunk);
 
@@ -509,13 +509,13 @@ static void FN(gru_back_rows)(const FN(gru_back_chunk) *c, ptrdiff_t b0, ptrdiff
     const ptrdiff_t T = d->steps, B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size;
     const int rev = d->reverse != 0;
     const ptrdiff_t Ir = CRNN_GRU_R * H, Iz = CRNN_GRU_Z * H, In = CRNN_GRU_N * H;
-    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+    for (ptrdiff_t k = c->span.kend; k > c->span.kend - c->span.nt; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
         const real *gates = c->ws_gates + t * B * GH;
         const real *hn = c->ws_hn + t * B * H;
         const real *h_prev = c->ws_h + prev_slot(t, rev) * B * H;
         const real *dy_t = c->dy + t * B * H;
-        real *dpre_x_t = c->dpre_x + (t - c->t0) * B * GH;
+        real *dpre_x_t = c->dpre_x + (t - c->span.t0) * B * GH;
         for (ptrdiff_t b = b0; b < b1; b++) {
             real *dxb = dpre_x_t + b * GH, *dhb = c->dpre_h_t + b * GH;
             if (!step_valid(c->lengths, b, t)) {
@@ -550,10 +550,10 @@ static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     FN(gru_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    const ptrdiff_t rows = c->nt * B;
-    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H;
-    const real *gates = c->ws_gates + c->t0 * B * GH;
-    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    const ptrdiff_t rows = c->span.nt * B;
+    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
+    const real *gates = c->ws_gates + c->span.t0 * B * GH;
+    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
     const int halves = c->halves && p1 - p0 == 2;
     for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
@@ -604,18 +604,9 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre_x holds one chunk, and [B3] runs on it after the chunk's last step. */
     FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_hn, ws_h,
-                                 dpre_x, dpre_h_t, dh, dx, grads, 0, 0, 0,
+                                 dpre_x, dpre_h_t, dh, dx, grads, { 0, 0, 0 },
                                  train_split_shape(T, B, I, GH, H) };
-    if (threads > 1)
-        crnn_parallel_blas_solo_begin(blas);
-    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
-        chunk.kend = kend;
-        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
-        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
-        crnn_parallel_team(threads, FN(gru_back_team), &chunk);
-    }
-    if (threads > 1)
-        crnn_parallel_blas_solo_end(blas);
+    run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(gru_back_team), &chunk, &chunk.span);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
     return CRNN_OK;

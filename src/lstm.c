@@ -539,7 +539,7 @@ typedef struct {
     real *scratch;                 /* 2H per team member: tanh(c_new), dL/dr of a row */
     real *dx;
     const FN(crnn_grads) *grads;
-    ptrdiff_t kend, nt, t0;
+    back_span span;                /* the chunk (common.h) */
     int halves;                    /* [B4] by halves even alone (team_half in common.h) */
 } FN(lstm_back_chunk);
 
@@ -554,16 +554,16 @@ static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdi
     const ptrdiff_t Ii = CRNN_LSTM_I * H, If = CRNN_LSTM_F * H, Ig = CRNN_LSTM_G * H,
                     Io = CRNN_LSTM_O * H;
     real *scratch_tanh_c = scratch, *scratch_dr = scratch + H;  /* (H,) each, one row's */
-    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+    for (ptrdiff_t k = c->span.kend; k > c->span.kend - c->span.nt; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
         const real *gates = c->ws_gates + t * B * GH;
         const real *c_prev = c->ws_c + prev_slot(t, rev) * B * H;
         const real *c_new = c->ws_c + next_slot(t, rev) * B * H;
         const real *dy_t = c->dy + t * B * P;
-        real *dpre_t = c->dpre + (t - c->t0) * B * GH;
+        real *dpre_t = c->dpre + (t - c->span.t0) * B * GH;
 
         if (proj) {
-            real *dh_new = c->dh_new_all + (t - c->t0) * B * P;
+            real *dh_new = c->dh_new_all + (t - c->span.t0) * B * P;
             for (ptrdiff_t b = b0; b < b1; b++) {
                 const int valid = step_valid(c->lengths, b, t);
                 for (ptrdiff_t j = 0; j < P; j++) {
@@ -630,10 +630,10 @@ static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * H);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    const ptrdiff_t rows = c->nt * B;
-    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, rev) * B * P;
-    const real *r = c->ws_r != NULL ? c->ws_r + c->t0 * B * H : NULL;
-    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    const ptrdiff_t rows = c->span.nt * B;
+    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, rev) * B * P;
+    const real *r = c->ws_r != NULL ? c->ws_r + c->span.t0 * B * H : NULL;
+    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
     const int halves = c->halves && p1 - p0 == 2;
     for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
@@ -689,18 +689,9 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
     FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_c, ws_h,
-                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, 0, 0, 0,
+                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, { 0, 0, 0 },
                                   !proj && train_split_shape(T, B, I, GH, P) };
-    if (threads > 1)
-        crnn_parallel_blas_solo_begin(blas);
-    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
-        chunk.kend = kend;
-        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
-        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
-        crnn_parallel_team(threads, FN(lstm_back_team), &chunk);
-    }
-    if (threads > 1)
-        crnn_parallel_blas_solo_end(blas);
+    run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(lstm_back_team), &chunk, &chunk.span);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));
     if (dc0 != NULL)

@@ -393,7 +393,7 @@ typedef struct {
     real *dpre, *dh;               /* (Tc, B, H) the chunk's; (B, H) running */
     real *dx;
     const FN(crnn_grads) *grads;
-    ptrdiff_t kend, nt, t0;
+    back_span span;                /* the chunk (common.h) */
     int halves;                    /* [B3] by halves even alone (team_half in common.h) */
 } FN(rnn_back_chunk);
 
@@ -405,11 +405,11 @@ static void FN(rnn_back_rows)(const FN(rnn_back_chunk) *c, ptrdiff_t b0, ptrdiff
     const crnn_rnn_desc *d = c->d;
     const ptrdiff_t T = d->steps, B = d->batch, H = d->hidden_size;
     const int rev = d->reverse != 0;
-    for (ptrdiff_t k = c->kend; k > c->kend - c->nt; k--) {
+    for (ptrdiff_t k = c->span.kend; k > c->span.kend - c->span.nt; k--) {
         const ptrdiff_t t = step_time(k, T, rev);
         const real *h_new = c->ws_h + next_slot(t, rev) * B * H;  /* = y[t] where valid */
         const real *dy_t = c->dy + t * B * H;
-        real *dpre_t = c->dpre + (t - c->t0) * B * H;
+        real *dpre_t = c->dpre + (t - c->span.t0) * B * H;
         for (ptrdiff_t b = b0; b < b1; b++) {
             real *dpb = dpre_t + b * H, *dhb = c->dh + b * H;
             const real *hb = h_new + b * H, *dyb = dy_t + b * H;
@@ -450,9 +450,9 @@ static void FN(rnn_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     FN(rnn_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    const ptrdiff_t rows = c->nt * B;
-    const real *x = c->x + c->t0 * B * I, *h_prev = c->ws_h + prev_slot(c->t0, d->reverse != 0) * B * H;
-    real *dx = c->dx != NULL ? c->dx + c->t0 * B * I : NULL;
+    const ptrdiff_t rows = c->span.nt * B;
+    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
+    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
     const int halves = c->halves && p1 - p0 == 2;
     for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
@@ -493,18 +493,9 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
-    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, 0, 0, 0,
+    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, { 0, 0, 0 },
                                  train_split_shape(T, B, I, H, H) };
-    if (threads > 1)
-        crnn_parallel_blas_solo_begin(blas);
-    for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
-        chunk.kend = kend;
-        chunk.nt = Tc < kend + 1 ? Tc : kend + 1;
-        chunk.t0 = d->reverse ? T - 1 - kend : kend + 1 - chunk.nt;
-        crnn_parallel_team(threads, FN(rnn_back_team), &chunk);
-    }
-    if (threads > 1)
-        crnn_parallel_blas_solo_end(blas);
+    run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(rnn_back_team), &chunk, &chunk.span);
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
     return CRNN_OK;

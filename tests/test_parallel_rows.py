@@ -84,6 +84,25 @@ def run(kernels, cell, T, B, I, H, dtype, P=None, lengths=None, reverse=False, t
     return out
 
 
+def run_in_threads(caller, seeds):
+    """caller(seed) on one Python thread per seed, all at once; re-raises the
+    first AssertionError any of them raised."""
+    errors = []
+
+    def guarded(seed):
+        try:
+            caller(seed)
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(s,)) for s in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
 def assert_same(a, b, rtol=1e-5):
     """Equal up to rtol relative to the largest magnitude (one thread vs two)."""
     assert a.keys() == b.keys()
@@ -184,21 +203,12 @@ def test_concurrent_callers_each_get_their_own_results(blas_threads):
     shape = ("lstm", 50, 16, 64, 128, np.float32)
     want = {s: run(_c_kernels, *shape, seed=s, training=False) for s in range(4)}
     blas_threads(2)
-    errors = []
 
     def caller(seed):
-        try:
-            for _ in range(5):
-                assert_same(want[seed], run(_c_kernels, *shape, seed=seed, training=False))
-        except AssertionError as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(5):
+            assert_same(want[seed], run(_c_kernels, *shape, seed=seed, training=False))
 
-    threads = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(caller, range(4))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -247,21 +257,12 @@ def test_concurrent_training_callers_each_get_their_own_results(blas_threads):
     blas_threads(2)
     shape = ("gru", 40, 32, 20, 130, np.float32)
     want = {s: run(_c_kernels, *shape, seed=s) for s in range(4)}
-    errors = []
 
     def caller(seed):
-        try:
-            for _ in range(3):
-                got = run(_c_kernels, *shape, seed=seed)
-                for name in want[seed]:
-                    np.testing.assert_array_equal(got[name], want[seed][name], err_msg=name)
-        except AssertionError as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(3):
+            got = run(_c_kernels, *shape, seed=seed)
+            for name in want[seed]:
+                np.testing.assert_array_equal(got[name], want[seed][name], err_msg=name)
 
-    threads = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(caller, range(4))
     assert crnn.get_num_threads() == 2
