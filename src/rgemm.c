@@ -470,17 +470,21 @@ void crnn_rgemm_mv_f32(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp
         rgemm_mv_avx2(N, K, a, Wp, accumulate, c);
 }
 
-/* Where one row's product reads W from L2 (W of 96-512 KiB, K >= 96), a
- * panel at a time in one sequential stream is faster than the 4-panel
- * tile's four interleaved streams: measured 1 thread, M = 1, on a Zen 5
- * core (bench_rgemm), N x K = 384 x 128 .. 1024 x 128: 1.3-1.8x; 512 x 256:
- * 1.2x. Not so where W fits L1 (tile_mv's per-panel chains are then the
- * bound: 0.7-0.9x at 256 x 32 .. 128 x 128), comes from L3 (0.96x at
- * 2048 x 512), or for two rows (0.86-0.95x at M = 2). */
+/* Where one row's product reads W from L2, a panel at a time in one
+ * sequential stream is faster than the 4-panel tile's four interleaved
+ * streams. Measured 1 thread, M = 1, on a Zen 5 core: the kernel alone
+ * (bench_rgemm) 1.3-1.8x at N x K = 384 x 128 .. 1024 x 128 and 1.2x at
+ * 512 x 256; in place, small_seq LSTM and GRU (N = 512, 384, K = 128) 10%
+ * faster per call, and a stream step, whose W_ih and W_hh (LSTM I = 32,
+ * H = 64: 32 and 64 KiB, N = 256) take turns in L1 and so both come from
+ * L2, 15% (LSTM) and 12% (GRU) faster. Not taken: N < 192 (a simple RNN of
+ * H = 128 ran 2-5% slower per call: too few panels to hide each one's final
+ * sums), K < 16 (the same per panel), W past 512 KiB (from L3 four streams
+ * do better: 0.96x at 2048 x 512), two rows (0.86-0.95x). */
 int crnn_rgemm_mv_pays(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
 {
     const double bytes = 4.0 * (double)N * (double)K;
-    return M == 1 && K >= 96 && bytes >= 96.0 * 1024 && bytes <= 512.0 * 1024 && crnn_vmath_simd();
+    return M == 1 && N >= 192 && K >= 16 && bytes <= 512.0 * 1024 && crnn_vmath_simd();
 }
 
 void crnn_rgemm_f64(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda,
