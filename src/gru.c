@@ -555,13 +555,13 @@ static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *gates = c->ws_gates + c->span.t0 * B * GH;
     real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
-    const int halves = c->halves && p1 - p0 == 2;
-    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
-        FN(gru_grads_x)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre_x, x, dx, c->grads);
+    const ptrdiff_t part = c->halves ? 1 : p1 - p0;
+    for (ptrdiff_t q = p0; q < p1; q += part)
+        FN(gru_grads_x)(c->blas, d, c->w, rows, q, q + part, c->dpre_x, x, dx, c->grads);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
-        FN(gru_grads_h)(c->blas, d, rows, q, halves ? q + 1 : p1, c->dpre_x, gates, h_prev, c->grads);
+    for (ptrdiff_t q = p0; q < p1; q += part)
+        FN(gru_grads_h)(c->blas, d, rows, q, q + part, c->dpre_x, gates, h_prev, c->grads);
 }
 
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,

@@ -635,9 +635,9 @@ static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *r = c->ws_r != NULL ? c->ws_r + c->span.t0 * B * H : NULL;
     real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
-    const int halves = c->halves && p1 - p0 == 2;
-    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
-        FN(lstm_chunk_grads)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre, c->dh_new_all, x, h_prev, r,
+    const ptrdiff_t part = c->halves ? 1 : p1 - p0;
+    for (ptrdiff_t q = p0; q < p1; q += part)
+        FN(lstm_chunk_grads)(c->blas, d, c->w, rows, q, q + part, c->dpre, c->dh_new_all, x, h_prev, r,
                              dx, c->grads);
 }
 

@@ -454,9 +454,9 @@ static void FN(rnn_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
     real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
     /* alone, a shape that splits still goes half by half (team_half) */
-    const int halves = c->halves && p1 - p0 == 2;
-    for (ptrdiff_t q = halves ? 0 : p0; q < (halves ? 2 : p0 + 1); q++)
-        FN(rnn_chunk_grads)(c->blas, d, c->w, rows, q, halves ? q + 1 : p1, c->dpre, x, h_prev, dx, c->grads);
+    const ptrdiff_t part = c->halves ? 1 : p1 - p0;
+    for (ptrdiff_t q = p0; q < p1; q += part)
+        FN(rnn_chunk_grads)(c->blas, d, c->w, rows, q, q + part, c->dpre, x, h_prev, dx, c->grads);
 }
 
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
