@@ -83,6 +83,17 @@ def _training_step(kind, row, params, T=None):
     raise ValueError(kind)
 
 
+def _forget_kept_workspaces():
+    """crnn's C backend keeps a thread's last workspaces for its next calls
+    (crnn/_c_kernels.py); a probe starts without them, so that its window
+    sees every buffer a call needs."""
+    try:
+        from crnn import _c_kernels
+    except ImportError:
+        return
+    _c_kernels.release_workspaces()
+
+
 def _params(row):
     from .contenders import _crnn_layer
     return _crnn_layer(row, seed=0).state_dict()
@@ -91,6 +102,7 @@ def _params(row):
 def traced_training_peak(kind, row):
     """Peak traced bytes of: parameters + inputs + forward + backward, all results held."""
     params = _params(row)
+    _forget_kept_workspaces()
     gc.collect()
     tracemalloc.start()
     try:
@@ -119,7 +131,8 @@ def inference_extra(kind, row, T):
     backend = "c" if kind == "crnn_c" else "numpy"
     with crnn.use_backend(backend):
         layer(x[:2])                                     # warm-up outside the window
-        gc.collect()
+        _forget_kept_workspaces()
+    gc.collect()
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]
@@ -147,6 +160,7 @@ def rss_probe(kind, row_key):
     run = _training_step(kind, row, _params(row))
     x, dy = _make_inputs(row)
     run(x[:2], dy[:2])
+    _forget_kept_workspaces()
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as f:

@@ -208,3 +208,8 @@ cdef extern from "crnn.h" nogil:
         const int64_t *lengths, const double *x, const double *tape, size_t tape_size,
         const double *dy, const double *dh_n, double *dx, double *dh0, const crnn_grads_f64 *grads,
         double *workspace, size_t workspace_size)
+
+
+cdef extern from "parallel.h" nogil:
+    ctypedef void (*crnn_call_fn)(void *call) noexcept nogil
+    void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b)

@@ -342,226 +342,300 @@ def gru_sizes(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H):
             crnn_gru_workspace_size(&d, CRNN_PASS_BACKWARD), crnn_gru_tape_size(&d))
 
 
+# --- one kernel call: run now, or beside another ------------------------------
+#
+# Each binding below checks its arrays into a _call. Without defer it runs
+# the call at once. Given a list as defer, it appends the call, as a Call
+# holding the arrays alive, for run_pair to run beside another one: the two
+# directions of a bidirectional layer on the two cores (crnn_parallel_pair).
+
+cdef enum _KernelId:
+    _RNN_FORWARD, _RNN_BACKWARD, _LSTM_FORWARD, _LSTM_BACKWARD, _GRU_FORWARD, _GRU_BACKWARD
+
+
+ctypedef struct _call:
+    _KernelId kernel
+    bint f64
+    const crnn_blas *blas
+    crnn_rnn_desc rnn              # the one of the three descs the kernel reads
+    crnn_lstm_desc lstm
+    crnn_gru_desc gru
+    _ptrs8 w
+    _ptrs5 g
+    const int64_t *lens
+    void *x                        # the arrays the kernel reads or writes; NULL for None
+    void *h0
+    void *c0
+    void *y
+    void *h_n
+    void *c_n
+    void *dy
+    void *dh_n
+    void *dc_n
+    void *dx
+    void *dh0
+    void *dc0
+    void *tape                     # NULL in a forward: inference
+    void *ws
+    size_t ntape, nws
+    crnn_status status
+
+
+cdef crnn_status _run_f32(_call *c) noexcept nogil:
+    cdef const crnn_weights_f32 *w = <const crnn_weights_f32 *>&c.w
+    cdef const crnn_grads_f32 *g = <const crnn_grads_f32 *>&c.g
+    if c.kernel == _RNN_FORWARD and c.tape == NULL:
+        return crnn_rnn_forward_f32(c.blas, &c.rnn, w, c.lens, <float *>c.x, <float *>c.h0,
+                                    <float *>c.y, <float *>c.h_n, <float *>c.ws, c.nws)
+    if c.kernel == _RNN_FORWARD:
+        return crnn_rnn_forward_train_f32(c.blas, &c.rnn, w, c.lens, <float *>c.x, <float *>c.h0,
+                                          <float *>c.y, <float *>c.h_n, <float *>c.tape, c.ntape,
+                                          <float *>c.ws, c.nws)
+    if c.kernel == _RNN_BACKWARD:
+        return crnn_rnn_backward_f32(c.blas, &c.rnn, w, c.lens, <float *>c.x, <float *>c.tape, c.ntape,
+                                     <float *>c.dy, <float *>c.dh_n, <float *>c.dx, <float *>c.dh0,
+                                     g, <float *>c.ws, c.nws)
+    if c.kernel == _LSTM_FORWARD and c.tape == NULL:
+        return crnn_lstm_forward_f32(c.blas, &c.lstm, w, c.lens, <float *>c.x, <float *>c.h0, <float *>c.c0,
+                                     <float *>c.y, <float *>c.h_n, <float *>c.c_n, <float *>c.ws, c.nws)
+    if c.kernel == _LSTM_FORWARD:
+        return crnn_lstm_forward_train_f32(c.blas, &c.lstm, w, c.lens, <float *>c.x, <float *>c.h0,
+                                           <float *>c.c0, <float *>c.y, <float *>c.h_n, <float *>c.c_n,
+                                           <float *>c.tape, c.ntape, <float *>c.ws, c.nws)
+    if c.kernel == _LSTM_BACKWARD:
+        return crnn_lstm_backward_f32(c.blas, &c.lstm, w, c.lens, <float *>c.x, <float *>c.tape, c.ntape,
+                                      <float *>c.dy, <float *>c.dh_n, <float *>c.dc_n, <float *>c.dx,
+                                      <float *>c.dh0, <float *>c.dc0, g, <float *>c.ws, c.nws)
+    if c.kernel == _GRU_FORWARD and c.tape == NULL:
+        return crnn_gru_forward_f32(c.blas, &c.gru, w, c.lens, <float *>c.x, <float *>c.h0,
+                                    <float *>c.y, <float *>c.h_n, <float *>c.ws, c.nws)
+    if c.kernel == _GRU_FORWARD:
+        return crnn_gru_forward_train_f32(c.blas, &c.gru, w, c.lens, <float *>c.x, <float *>c.h0,
+                                          <float *>c.y, <float *>c.h_n, <float *>c.tape, c.ntape,
+                                          <float *>c.ws, c.nws)
+    return crnn_gru_backward_f32(c.blas, &c.gru, w, c.lens, <float *>c.x, <float *>c.tape, c.ntape,
+                                 <float *>c.dy, <float *>c.dh_n, <float *>c.dx, <float *>c.dh0,
+                                 g, <float *>c.ws, c.nws)
+
+
+cdef crnn_status _run_f64(_call *c) noexcept nogil:
+    cdef const crnn_weights_f64 *w = <const crnn_weights_f64 *>&c.w
+    cdef const crnn_grads_f64 *g = <const crnn_grads_f64 *>&c.g
+    if c.kernel == _RNN_FORWARD and c.tape == NULL:
+        return crnn_rnn_forward_f64(c.blas, &c.rnn, w, c.lens, <double *>c.x, <double *>c.h0,
+                                    <double *>c.y, <double *>c.h_n, <double *>c.ws, c.nws)
+    if c.kernel == _RNN_FORWARD:
+        return crnn_rnn_forward_train_f64(c.blas, &c.rnn, w, c.lens, <double *>c.x, <double *>c.h0,
+                                          <double *>c.y, <double *>c.h_n, <double *>c.tape, c.ntape,
+                                          <double *>c.ws, c.nws)
+    if c.kernel == _RNN_BACKWARD:
+        return crnn_rnn_backward_f64(c.blas, &c.rnn, w, c.lens, <double *>c.x, <double *>c.tape, c.ntape,
+                                     <double *>c.dy, <double *>c.dh_n, <double *>c.dx, <double *>c.dh0,
+                                     g, <double *>c.ws, c.nws)
+    if c.kernel == _LSTM_FORWARD and c.tape == NULL:
+        return crnn_lstm_forward_f64(c.blas, &c.lstm, w, c.lens, <double *>c.x, <double *>c.h0,
+                                     <double *>c.c0, <double *>c.y, <double *>c.h_n, <double *>c.c_n,
+                                     <double *>c.ws, c.nws)
+    if c.kernel == _LSTM_FORWARD:
+        return crnn_lstm_forward_train_f64(c.blas, &c.lstm, w, c.lens, <double *>c.x, <double *>c.h0,
+                                           <double *>c.c0, <double *>c.y, <double *>c.h_n, <double *>c.c_n,
+                                           <double *>c.tape, c.ntape, <double *>c.ws, c.nws)
+    if c.kernel == _LSTM_BACKWARD:
+        return crnn_lstm_backward_f64(c.blas, &c.lstm, w, c.lens, <double *>c.x, <double *>c.tape, c.ntape,
+                                      <double *>c.dy, <double *>c.dh_n, <double *>c.dc_n, <double *>c.dx,
+                                      <double *>c.dh0, <double *>c.dc0, g, <double *>c.ws, c.nws)
+    if c.kernel == _GRU_FORWARD and c.tape == NULL:
+        return crnn_gru_forward_f64(c.blas, &c.gru, w, c.lens, <double *>c.x, <double *>c.h0,
+                                    <double *>c.y, <double *>c.h_n, <double *>c.ws, c.nws)
+    if c.kernel == _GRU_FORWARD:
+        return crnn_gru_forward_train_f64(c.blas, &c.gru, w, c.lens, <double *>c.x, <double *>c.h0,
+                                          <double *>c.y, <double *>c.h_n, <double *>c.tape, c.ntape,
+                                          <double *>c.ws, c.nws)
+    return crnn_gru_backward_f64(c.blas, &c.gru, w, c.lens, <double *>c.x, <double *>c.tape, c.ntape,
+                                 <double *>c.dy, <double *>c.dh_n, <double *>c.dx, <double *>c.dh0,
+                                 g, <double *>c.ws, c.nws)
+
+
+cdef void _run(void *call) noexcept nogil:
+    """A crnn_call_fn: runs the call, keeping its status."""
+    cdef _call *c = <_call *>call
+    c.status = _run_f64(c) if c.f64 else _run_f32(c)
+
+
+cdef class Call:
+    """A checked kernel call not yet run (defer=), and the arrays it uses."""
+    cdef _call c
+    cdef object arrays     # alive while the call may run
+    cdef bint ran
+
+
+cdef int _start(_call *c, _KernelId kernel, x) except -1:
+    """A zeroed call of `kernel` on x's dtype; returns that dtype's typenum."""
+    memset(c, 0, sizeof(_call))
+    cdef int tn = _typenum(x)
+    c.kernel = kernel
+    c.f64 = tn == cnp.NPY_FLOAT64
+    c.blas = crnn_runtime_blas()
+    return tn
+
+
+cdef object _launch(_call *c, defer, tuple arrays):
+    """Runs the call now (defer None), or appends it to defer for run_pair."""
+    if defer is None:
+        with nogil:
+            _run(c)
+        return _check(c.status)
+    cdef Call call = Call.__new__(Call)
+    call.c = c[0]
+    call.arrays = arrays
+    defer.append(call)
+    return None
+
+
+def run_pair(Call a, Call b):
+    """Runs two deferred calls that share no output, one per core when the BLAS
+    has two threads (crnn_parallel_pair: each computes as with one thread,
+    whichever runs where), else one after the other. Raises KernelError for
+    either's refusal, after both ran."""
+    if a.ran or b.ran or a is b:
+        raise ValueError("run_pair: each call runs once")
+    a.ran = b.ran = True
+    with nogil:
+        crnn_parallel_pair(a.c.blas, _run, &a.c, &b.c)
+    _check(a.c.status)
+    return _check(b.c.status)
+
+
 # --- simple RNN --------------------------------------------------------------
 
 def rnn_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint relu, bint reverse,
-                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None):
+                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None, defer=None):
     """crnn_rnn_forward_* (tape None) or crnn_rnn_forward_train_* into y, h_n, tape."""
-    cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ph0 = _ptr(h0, tn, B * H, False, "h0")
-    cdef void *py = _req(y, tn, T * B * H, True, "y")
-    cdef void *phn = _req(h_n, tn, B * H, True, "h_n")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            if ptape == NULL:
-                st = crnn_rnn_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
-                                          <float *>py, <float *>phn, <float *>pws, nws)
-            else:
-                st = crnn_rnn_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
-                                                <float *>ph0, <float *>py, <float *>phn,
-                                                <float *>ptape, ntape, <float *>pws, nws)
-        else:
-            if ptape == NULL:
-                st = crnn_rnn_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
-                                          <double *>py, <double *>phn, <double *>pws, nws)
-            else:
-                st = crnn_rnn_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
-                                                <double *>ph0, <double *>py, <double *>phn,
-                                                <double *>ptape, ntape, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _RNN_FORWARD, x)
+    c.rnn = _rnn_desc(T, B, I, H, relu, reverse)
+    _weights(&c.w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.h0 = _ptr(h0, tn, B * H, False, "h0")
+    c.y = _req(y, tn, T * B * H, True, "y")
+    c.h_n = _req(h_n, tn, B * H, True, "h_n")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.tape = _ptr(tape, tn, 0, True, "tape")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape))
 
 
 def rnn_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint relu, bint reverse,
                  x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
-                 dW_ih, dW_hh, db_ih, db_hh, workspace):
+                 dW_ih, dW_hh, db_ih, db_hh, workspace, defer=None):
     """crnn_rnn_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
-    cdef crnn_rnn_desc d = _rnn_desc(T, B, I, H, relu, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    cdef _ptrs5 g
-    _weights(&w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
-    _grads(&g, tn, H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ptape = _req(tape, tn, 0, False, "tape")
-    cdef void *pdy = _req(dy, tn, T * B * H, False, "dy")
-    cdef void *pdhn = _ptr(dh_n, tn, B * H, False, "dh_n")
-    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
-    cdef void *pdh0 = _ptr(dh0, tn, B * H, True, "dh0")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            st = crnn_rnn_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
-                                       <float *>pdy, <float *>pdhn, <float *>pdx, <float *>pdh0,
-                                       <crnn_grads_f32 *>&g, <float *>pws, nws)
-        else:
-            st = crnn_rnn_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
-                                       <double *>pdy, <double *>pdhn, <double *>pdx, <double *>pdh0,
-                                       <crnn_grads_f64 *>&g, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _RNN_BACKWARD, x)
+    c.rnn = _rnn_desc(T, B, I, H, relu, reverse)
+    _weights(&c.w, tn, H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    _grads(&c.g, tn, H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.tape = _req(tape, tn, 0, False, "tape")
+    c.dy = _req(dy, tn, T * B * H, False, "dy")
+    c.dh_n = _ptr(dh_n, tn, B * H, False, "dh_n")
+    c.dx = _ptr(dx, tn, T * B * I, True, "dx")
+    c.dh0 = _ptr(dh0, tn, B * H, True, "dh0")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
+                               dW_ih, dW_hh, db_ih, db_hh, workspace))
 
 
 # --- LSTM ----------------------------------------------------------------------
 
 def lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint reverse,
-                 x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, y, h_n, c_n, workspace, tape=None):
+                 x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, y, h_n, c_n, workspace, tape=None,
+                 defer=None):
     """crnn_lstm_forward_* (tape None) or crnn_lstm_forward_train_* into y, h_n, c_n, tape."""
-    cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ph0 = _ptr(h0, tn, B * P, False, "h0")
-    cdef void *pc0 = _ptr(c0, tn, B * H, False, "c0")
-    cdef void *py = _req(y, tn, T * B * P, True, "y")
-    cdef void *phn = _req(h_n, tn, B * P, True, "h_n")
-    cdef void *pcn = _req(c_n, tn, B * H, True, "c_n")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            if ptape == NULL:
-                st = crnn_lstm_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
-                                           <float *>pc0, <float *>py, <float *>phn, <float *>pcn,
-                                           <float *>pws, nws)
-            else:
-                st = crnn_lstm_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
-                                                 <float *>ph0, <float *>pc0, <float *>py, <float *>phn,
-                                                 <float *>pcn, <float *>ptape, ntape, <float *>pws, nws)
-        else:
-            if ptape == NULL:
-                st = crnn_lstm_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
-                                           <double *>pc0, <double *>py, <double *>phn, <double *>pcn,
-                                           <double *>pws, nws)
-            else:
-                st = crnn_lstm_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
-                                                 <double *>ph0, <double *>pc0, <double *>py, <double *>phn,
-                                                 <double *>pcn, <double *>ptape, ntape, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _LSTM_FORWARD, x)
+    c.lstm = _lstm_desc(T, B, I, H, P, reverse)
+    _weights(&c.w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.h0 = _ptr(h0, tn, B * P, False, "h0")
+    c.c0 = _ptr(c0, tn, B * H, False, "c0")
+    c.y = _req(y, tn, T * B * P, True, "y")
+    c.h_n = _req(h_n, tn, B * P, True, "h_n")
+    c.c_n = _req(c_n, tn, B * H, True, "c_n")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.tape = _ptr(tape, tn, 0, True, "tape")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, y, h_n, c_n,
+                               workspace, tape))
 
 
 def lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint reverse,
                   x, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, tape, dy, dh_n, dc_n, dx, dh0, dc0,
-                  dW_ih, dW_hh, db_ih, db_hh, dW_hr, workspace):
+                  dW_ih, dW_hh, db_ih, db_hh, dW_hr, workspace, defer=None):
     """crnn_lstm_backward_*: dx, dh0, dc0 assigned; parameter gradients accumulated (+=)."""
-    cdef crnn_lstm_desc d = _lstm_desc(T, B, I, H, P, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    cdef _ptrs5 g
-    _weights(&w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
-    _grads(&g, tn, 4 * H, I, P, H, dW_ih, dW_hh, db_ih, db_hh, dW_hr)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ptape = _req(tape, tn, 0, False, "tape")
-    cdef void *pdy = _req(dy, tn, T * B * P, False, "dy")
-    cdef void *pdhn = _ptr(dh_n, tn, B * P, False, "dh_n")
-    cdef void *pdcn = _ptr(dc_n, tn, B * H, False, "dc_n")
-    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
-    cdef void *pdh0 = _ptr(dh0, tn, B * P, True, "dh0")
-    cdef void *pdc0 = _ptr(dc0, tn, B * H, True, "dc0")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            st = crnn_lstm_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
-                                        <float *>pdy, <float *>pdhn, <float *>pdcn, <float *>pdx, <float *>pdh0,
-                                        <float *>pdc0, <crnn_grads_f32 *>&g, <float *>pws, nws)
-        else:
-            st = crnn_lstm_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
-                                        <double *>pdy, <double *>pdhn, <double *>pdcn, <double *>pdx, <double *>pdh0,
-                                        <double *>pdc0, <crnn_grads_f64 *>&g, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _LSTM_BACKWARD, x)
+    c.lstm = _lstm_desc(T, B, I, H, P, reverse)
+    _weights(&c.w, tn, 4 * H, I, P, H, W_ih, W_hh, b_ih, b_hh, W_hr)
+    _grads(&c.g, tn, 4 * H, I, P, H, dW_ih, dW_hh, db_ih, db_hh, dW_hr)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.tape = _req(tape, tn, 0, False, "tape")
+    c.dy = _req(dy, tn, T * B * P, False, "dy")
+    c.dh_n = _ptr(dh_n, tn, B * P, False, "dh_n")
+    c.dc_n = _ptr(dc_n, tn, B * H, False, "dc_n")
+    c.dx = _ptr(dx, tn, T * B * I, True, "dx")
+    c.dh0 = _ptr(dh0, tn, B * P, True, "dh0")
+    c.dc0 = _ptr(dc0, tn, B * H, True, "dc0")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, W_ih, W_hh, b_ih, b_hh, W_hr, lengths, tape, dy, dh_n, dc_n,
+                               dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dW_hr, workspace))
 
 
 # --- GRU -------------------------------------------------------------------------
 
 def gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint reverse,
-                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None):
+                x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape=None, defer=None):
     """crnn_gru_forward_* (tape None) or crnn_gru_forward_train_* into y, h_n, tape."""
-    cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ph0 = _ptr(h0, tn, B * H, False, "h0")
-    cdef void *py = _req(y, tn, T * B * H, True, "y")
-    cdef void *phn = _req(h_n, tn, B * H, True, "h_n")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef void *ptape = _ptr(tape, tn, 0, True, "tape")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            if ptape == NULL:
-                st = crnn_gru_forward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ph0,
-                                          <float *>py, <float *>phn, <float *>pws, nws)
-            else:
-                st = crnn_gru_forward_train_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px,
-                                                <float *>ph0, <float *>py, <float *>phn,
-                                                <float *>ptape, ntape, <float *>pws, nws)
-        else:
-            if ptape == NULL:
-                st = crnn_gru_forward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ph0,
-                                          <double *>py, <double *>phn, <double *>pws, nws)
-            else:
-                st = crnn_gru_forward_train_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px,
-                                                <double *>ph0, <double *>py, <double *>phn,
-                                                <double *>ptape, ntape, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _GRU_FORWARD, x)
+    c.gru = _gru_desc(T, B, I, H, reverse)
+    _weights(&c.w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.h0 = _ptr(h0, tn, B * H, False, "h0")
+    c.y = _req(y, tn, T * B * H, True, "y")
+    c.h_n = _req(h_n, tn, B * H, True, "h_n")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.tape = _ptr(tape, tn, 0, True, "tape")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, h0, W_ih, W_hh, b_ih, b_hh, lengths, y, h_n, workspace, tape))
 
 
 def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint reverse,
                  x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
-                 dW_ih, dW_hh, db_ih, db_hh, workspace):
+                 dW_ih, dW_hh, db_ih, db_hh, workspace, defer=None):
     """crnn_gru_backward_*: dx, dh0 assigned; parameter gradients accumulated (+=)."""
-    cdef crnn_gru_desc d = _gru_desc(T, B, I, H, reverse)
-    cdef int tn = _typenum(x)
-    cdef _ptrs8 w
-    cdef _ptrs5 g
-    _weights(&w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
-    _grads(&g, tn, 3 * H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
-    cdef const int64_t *lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
-    cdef void *px = _req(x, tn, T * B * I, False, "x")
-    cdef void *ptape = _req(tape, tn, 0, False, "tape")
-    cdef void *pdy = _req(dy, tn, T * B * H, False, "dy")
-    cdef void *pdhn = _ptr(dh_n, tn, B * H, False, "dh_n")
-    cdef void *pdx = _ptr(dx, tn, T * B * I, True, "dx")
-    cdef void *pdh0 = _ptr(dh0, tn, B * H, True, "dh0")
-    cdef void *pws = _req(workspace, tn, 0, True, "workspace")
-    cdef size_t nws = _size(workspace), ntape = _size(tape)
-    cdef const crnn_blas *blas = crnn_runtime_blas()
-    cdef crnn_status st
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            st = crnn_gru_backward_f32(blas, &d, <crnn_weights_f32 *>&w, lens, <float *>px, <float *>ptape, ntape,
-                                       <float *>pdy, <float *>pdhn, <float *>pdx, <float *>pdh0,
-                                       <crnn_grads_f32 *>&g, <float *>pws, nws)
-        else:
-            st = crnn_gru_backward_f64(blas, &d, <crnn_weights_f64 *>&w, lens, <double *>px, <double *>ptape, ntape,
-                                       <double *>pdy, <double *>pdhn, <double *>pdx, <double *>pdh0,
-                                       <crnn_grads_f64 *>&g, <double *>pws, nws)
-    return _check(st)
+    cdef _call c
+    cdef int tn = _start(&c, _GRU_BACKWARD, x)
+    c.gru = _gru_desc(T, B, I, H, reverse)
+    _weights(&c.w, tn, 3 * H, I, H, H, W_ih, W_hh, b_ih, b_hh, None)
+    _grads(&c.g, tn, 3 * H, I, H, H, dW_ih, dW_hh, db_ih, db_hh, None)
+    c.lens = <const int64_t *>_ptr(lengths, cnp.NPY_INT64, B, False, "lengths")
+    c.x = _req(x, tn, T * B * I, False, "x")
+    c.tape = _req(tape, tn, 0, False, "tape")
+    c.dy = _req(dy, tn, T * B * H, False, "dy")
+    c.dh_n = _ptr(dh_n, tn, B * H, False, "dh_n")
+    c.dx = _ptr(dx, tn, T * B * I, True, "dx")
+    c.dh0 = _ptr(dh0, tn, B * H, True, "dh0")
+    c.ws = _req(workspace, tn, 0, True, "workspace")
+    c.nws, c.ntape = _size(workspace), _size(tape)
+    return _launch(&c, defer, (x, W_ih, W_hh, b_ih, b_hh, lengths, tape, dy, dh_n, dx, dh0,
+                               dW_ih, dW_hh, db_ih, db_hh, workspace))
 
 
 # --- streaming: one step of a stack of one-direction layers -----------------------

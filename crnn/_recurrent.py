@@ -308,8 +308,11 @@ class RecurrentBase:
             out = None
             if writes_out:
                 out = self._output_buffer(xs.shape, layer + 1 == self.num_layers, unbatched)
+            deferred = self._deferred_calls(kernels)
             for direction in range(D):
                 options = {} if out is None else {"out": out[:, :, direction * P:(direction + 1) * P]}
+                if deferred is not None:
+                    options["defer"] = deferred
                 y_d, state_n, cache = self._cell_forward(
                     kernels, layer_input, states0[layer * D + direction],
                     self._weights(layer, direction), lengths, reverse=direction == 1, training=training,
@@ -317,6 +320,8 @@ class RecurrentBase:
                 outputs.append(y_d)
                 layer_caches.append(cache)
                 finals.append(state_n)
+            if deferred is not None:
+                kernels.run_pair(*deferred)      # fills y_d, state_n and the tapes above
             if out is not None:
                 layer_input = out
             else:
@@ -331,6 +336,12 @@ class RecurrentBase:
                         batch=xs.shape[1], batch_first=self.batch_first, unbatched=unbatched,
                         input_shape=input_shape)
         return y, state_n, tape
+
+    def _deferred_calls(self, kernels):
+        """A list for the kernels to defer a bidirectional layer's two calls into, so that
+        run_pair runs the directions side by side (one per core); None to run each at once:
+        one direction, or kernels without run_pair (the NumPy reference)."""
+        return [] if self.num_directions == 2 and hasattr(kernels, "run_pair") else None
 
     def _output_buffer(self, x_shape: tuple, top: bool, unbatched: bool) -> np.ndarray:
         """A layer's output (T, B, D*H_out) for the kernels to write into: for the
@@ -380,17 +391,23 @@ class RecurrentBase:
         grads: dict[str, np.ndarray] = {}
         dstate0: list = [None] * (D * self.num_layers)
         for layer in reversed(range(self.num_layers)):
-            d_in = None
+            deferred = self._deferred_calls(tape.kernels)
+            options = {} if deferred is None else {"defer": deferred}
+            dxs = []
             for direction in range(D):
                 idx = layer * D + direction
                 dy_d = d_out if D == 1 else d_out[:, :, direction * P:(direction + 1) * P]
-                dx, ds0, g = self._cell_backward(tape.kernels, tape.caches[layer][direction], dy_d, dfinal[idx])
-                d_in = dx if d_in is None else d_in + dx
+                dx, ds0, g = self._cell_backward(tape.kernels, tape.caches[layer][direction], dy_d, dfinal[idx],
+                                                 **options)
+                dxs.append(dx)
                 dstate0[idx] = ds0
                 sfx = self._suffix(layer, direction)
                 for key, value in g.items():
                     if value is not None:
                         grads[_TORCH_PREFIX[key] + sfx] = value
+            if deferred is not None:
+                tape.kernels.run_pair(*deferred)   # fills dxs, dstate0 and g above
+            d_in = dxs[0] if D == 1 else dxs[0] + dxs[1]
             if tape.dropout_masks[layer] is not None:
                 d_in = d_in * tape.dropout_masks[layer]
             d_out = d_in
@@ -417,9 +434,10 @@ class RecurrentBase:
     # ------------------------------------------------------------ cell hooks
     def _cell_forward(self, kernels, x, state, weights, lengths, reverse, training, **options):
         """Run one layer, one direction: -> (y, final state tuple, cache).
-        options go to the kernel as they are (the NumPy kernels' out=)."""
+        options go to the kernel as they are (the NumPy kernels' out=, the C kernels' defer=)."""
         raise NotImplementedError
 
-    def _cell_backward(self, kernels, cache, dy, dstate):
-        """Backward of _cell_forward: -> (dx, initial-state gradient tuple, kernel-named grads)."""
+    def _cell_backward(self, kernels, cache, dy, dstate, **options):
+        """Backward of _cell_forward: -> (dx, initial-state gradient tuple, kernel-named grads).
+        options go to the kernel as they are (the C kernels' defer=)."""
         raise NotImplementedError

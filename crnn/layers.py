@@ -61,8 +61,8 @@ class RNN(RecurrentBase):
             **options)
         return y, (h_n,), cache
 
-    def _cell_backward(self, kernels, cache, dy, dstate):
-        dx, dh0, grads = kernels.rnn_backward(cache, dy, dstate[0])
+    def _cell_backward(self, kernels, cache, dy, dstate, **options):
+        dx, dh0, grads = kernels.rnn_backward(cache, dy, dstate[0], **options)
         return dx, (dh0,), grads
 
 
@@ -99,8 +99,8 @@ class LSTM(RecurrentBase):
             **options)
         return y, (h_n, c_n), cache
 
-    def _cell_backward(self, kernels, cache, dy, dstate):
-        dx, dh0, dc0, grads = kernels.lstm_backward(cache, dy, dstate[0], dstate[1])
+    def _cell_backward(self, kernels, cache, dy, dstate, **options):
+        dx, dh0, dc0, grads = kernels.lstm_backward(cache, dy, dstate[0], dstate[1], **options)
         return dx, (dh0, dc0), grads
 
 
@@ -130,6 +130,6 @@ class GRU(RecurrentBase):
             lengths=lengths, reverse=reverse, training=training, **options)
         return y, (h_n,), cache
 
-    def _cell_backward(self, kernels, cache, dy, dstate):
-        dx, dh0, grads = kernels.gru_backward(cache, dy, dstate[0])
+    def _cell_backward(self, kernels, cache, dy, dstate, **options):
+        dx, dh0, grads = kernels.gru_backward(cache, dy, dstate[0], **options)
         return dx, (dh0,), grads

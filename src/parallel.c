@@ -314,12 +314,45 @@ void crnn_parallel_blas_solo_end(const crnn_blas *blas)
     pthread_mutex_unlock(&solo.mutex);
 }
 
+/* Set on a thread while it runs one call of a crnn_parallel_pair. */
+static _Thread_local int pair_member;
+
 int crnn_parallel_blas_threads(const crnn_blas *blas)
 {
+    if (pair_member)
+        return 1;
     pthread_mutex_lock(&solo.mutex);
     const int n = solo.holders > 0 ? solo.saved : blas->num_threads != NULL ? blas->num_threads() : 1;
     pthread_mutex_unlock(&solo.mutex);
     return n;
+}
+
+typedef struct {
+    crnn_call_fn fn;
+    void *calls[2];
+} pair_job;
+
+/* A team member of crnn_parallel_pair: parts [p0, p1) of the two calls. */
+static void pair_members(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const pair_job *job = arg;
+    const int was_member = pair_member;
+    pair_member = 1;
+    for (ptrdiff_t p = p0; p < p1; p++)
+        job->fn(job->calls[p]);
+    pair_member = was_member;
+}
+
+void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b)
+{
+    pair_job job = { fn, { a, b } };
+    if (crnn_parallel_blas_threads(blas) < 2) {
+        pair_members(&job, 0, 2);
+        return;
+    }
+    crnn_parallel_blas_solo_begin(blas);
+    crnn_parallel_team(2, pair_members, &job);
+    crnn_parallel_blas_solo_end(blas);
 }
 
 void crnn_parallel_shutdown(void)

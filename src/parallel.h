@@ -50,6 +50,22 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
  * other member has called it as many times. */
 void crnn_parallel_barrier(ptrdiff_t p0);
 
+/* Two independent calls at once, one per core: the two directions of a
+ * bidirectional layer, each a whole sequence of its own. A call's own splits
+ * (rows, units, team inputs) cut it into halves that meet every step or
+ * chunk; two calls side by side never meet, and each keeps a full batch for
+ * its products.
+ * With the BLAS at two or more threads: fn(a) on the calling thread and
+ * fn(b) on the worker, the BLAS held at one thread meanwhile (as by
+ * crnn_parallel_blas_solo_begin); or, when the worker is busy with another
+ * caller, cannot be started or the cores are crowded, fn(a) then fn(b) on
+ * the calling thread. Either way, inside fn crnn_parallel_blas_threads()
+ * reads 1, so each call computes exactly what it computes with the BLAS at
+ * one thread, whichever thread runs it. With the BLAS at one thread: fn(a)
+ * then fn(b). */
+typedef void (*crnn_call_fn)(void *call);
+void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b);
+
 /* Around a pass whose team members both call the BLAS (training split over
  * two threads): from the first begin to the matching last end, counted over
  * the whole process, the BLAS gives each call one thread
@@ -63,7 +79,7 @@ void crnn_parallel_blas_solo_end(const crnn_blas *blas);
 /* The threads the BLAS gives a call outside such passes: what a pass
  * decides its splits by, so that a pass starting while another holds the
  * BLAS at one thread decides (and sums) as it would alone. 1 when the BLAS
- * has no num_threads. */
+ * has no num_threads; 1 inside a crnn_parallel_pair call. */
 int crnn_parallel_blas_threads(const crnn_blas *blas);
 
 /* Three splits in a row whose two threads could not both run most of the

@@ -287,6 +287,46 @@ static void test_blas_solo(void)
     fake_blas_threads = 2;
 }
 
+/* A call of crnn_parallel_pair: where it ran, and what it saw there. */
+typedef struct {
+    const crnn_blas *blas;
+    pthread_t thread;
+    int blas_threads_seen;   /* crnn_parallel_blas_threads() inside */
+    int pool_threads_seen;   /* the BLAS's own setting inside */
+} pair_call;
+
+static void run_pair_call(void *arg)
+{
+    pair_call *c = arg;
+    c->thread = pthread_self();
+    c->blas_threads_seen = crnn_parallel_blas_threads(c->blas);
+    c->pool_threads_seen = fake_blas_threads;
+}
+
+/* Two calls at once, one on the worker, each seeing one thread; with a
+ * one-thread BLAS both on the caller, in order. */
+static void test_pair(void)
+{
+    crnn_blas blas = *crnn_blas_naive();
+    blas.num_threads = fake_get_threads;
+    blas.set_num_threads = fake_set_threads;
+    fake_blas_threads = 2;
+    pair_call a = { &blas, 0, 0, 0 }, b = { &blas, 0, 0, 0 };
+    crnn_parallel_pair(&blas, run_pair_call, &a, &b);
+    int ok = pthread_equal(a.thread, pthread_self()) && !pthread_equal(b.thread, pthread_self());
+    ok &= a.blas_threads_seen == 1 && b.blas_threads_seen == 1;
+    ok &= a.pool_threads_seen == 1 && b.pool_threads_seen == 1;
+    ok &= fake_blas_threads == 2 && crnn_parallel_blas_threads(&blas) == 2;
+    check(ok, "pair: one call per thread, each seeing one BLAS thread, restored after");
+    fake_blas_threads = 1;
+    pair_call c = { &blas, 0, 0, 0 }, d = { &blas, 0, 0, 0 };
+    crnn_parallel_pair(&blas, run_pair_call, &c, &d);
+    check(pthread_equal(c.thread, pthread_self()) && pthread_equal(d.thread, pthread_self())
+          && fake_blas_threads == 1, "pair: a one-thread BLAS runs both on the caller");
+    printf("%s pair          two calls side by side, each as on one thread\n", allok ? "ok  " : "FAIL");
+    fake_blas_threads = 2;
+}
+
 static void test_cells(void)
 {
     crnn_blas one = *crnn_blas_naive(), two = one;
@@ -408,6 +448,7 @@ int main(void)
     test_shutdown_restart();
     test_team();
     test_blas_solo();
+    test_pair();
     test_cells();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
