@@ -132,7 +132,7 @@ def inference_extra(kind, row, T):
     with crnn.use_backend(backend):
         layer(x[:2])                                     # warm-up outside the window
         _forget_kept_workspaces()
-    gc.collect()
+        gc.collect()
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]

@@ -74,3 +74,17 @@ def test_flop_count():
     assert train.flops() == 3 * row.flops()
     assert np.isclose(next(r for r in rows_for(["stream"]) if r.cell == "gru").flops(),
                       2.0 * 3 * 64 * (32 + 64))
+
+
+def test_memory_probes_run_on_a_small_row():
+    """The traced probes (training peak, inference extra) run and see the tape:
+    a training peak above the theoretical live set's tape share, for every kind."""
+    from bench import memory
+    from bench.workloads import WORKLOADS, Row
+    row = Row(WORKLOADS["tiny"], "lstm", "train", "float32")
+    kinds = ["crnn_numpy", "nploop"] + (["crnn_c"] if "c" in crnn.available_backends() else [])
+    theory = memory.theoretical(row)
+    for kind in kinds:
+        assert memory.traced_training_peak(kind, row) >= theory["parameters"], kind
+        if kind != "nploop":
+            assert memory.inference_extra(kind, Row(WORKLOADS["tiny"], "lstm", "infer", "float32"), 8) >= 0
