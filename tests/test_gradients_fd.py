@@ -79,6 +79,14 @@ def test_layer_gradients_match_finite_differences(each_backend, cell, case):
     check_layer_gradients(layer, T, B, lengths=lengths, unbatched=unbatched)
 
 
+def test_backward_chunks_take_at_least_as_many_rows_as_the_weights_have_columns():
+    from crnn.reference import _sequence
+    rows = _sequence.BACKWARD_CHUNK_ROWS
+    assert [len(c) for c in _sequence.backward_chunks(50, 64, False)] == [rows // 64] * (50 // (rows // 64)) + [2]
+    assert [len(c) for c in _sequence.backward_chunks(50, 64, True, 512 + 1024)] == [24, 24, 2]
+    assert list(_sequence.backward_chunks(50, 64, True, 512 + 1024)[0]) == list(range(24))   # reverse: from t = 0
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_reference_backward_in_chunks_of_steps_matches_finite_differences(cell, monkeypatch):
     """The NumPy backward, cut into chunks of 2 steps (T = 5: the last chunk has 1), both directions."""

@@ -128,7 +128,7 @@ def gru_backward(cache, dy, dh_n):
     dW_ih, dW_hh = np.zeros_like(W_ih), np.zeros_like(W_hh)
     db_ih, db_hh = np.zeros(G, dtype=x.dtype), np.zeros(G, dtype=x.dtype)
     dh = dh_n.copy()
-    for steps in backward_chunks(T, B, cache["reverse"]):
+    for steps in backward_chunks(T, B, cache["reverse"], W_ih.shape[1] + W_hh.shape[1]):
         first = min(steps)
         # this chunk's gradients w.r.t. W_ih x + b_ih and W_hh h + b_hh: dpre_*[t - first]
         dpre_x = np.empty((len(steps), B, G), dtype=x.dtype)

@@ -154,7 +154,7 @@ def lstm_backward(cache, dy, dh_n, dc_n):
     dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G, dtype=x.dtype)
     dW_hr = np.zeros_like(W_hr) if W_hr is not None else None
     dh, dc = dh_n.copy(), dc_n.copy()
-    for steps in backward_chunks(T, B, cache["reverse"]):
+    for steps in backward_chunks(T, B, cache["reverse"], W_ih.shape[1] + W_hh.shape[1]):
         first = min(steps)
         dpre = np.empty((len(steps), B, G), dtype=x.dtype)   # this chunk's: dpre[t - first]
         for t in steps:

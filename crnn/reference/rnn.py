@@ -108,7 +108,7 @@ def rnn_backward(cache, dy, dh_n):
     dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(H, dtype=x.dtype)
     tanh = cache["nonlinearity"] == "tanh"
     dh = dh_n.copy()
-    for steps in backward_chunks(T, B, cache["reverse"]):
+    for steps in backward_chunks(T, B, cache["reverse"], W_ih.shape[1] + W_hh.shape[1]):
         first = min(steps)
         dpre = np.empty((len(steps), B, H), dtype=x.dtype)   # this chunk's: dpre[t - first]
         for t in steps:
