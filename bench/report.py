@@ -36,10 +36,13 @@ def write_markdown(results, path):
     L.append(f"- date: {m['date']}; elapsed {m.get('elapsed_s', 0):.0f} s; "
              f"{'QUICK run (few rounds, small rows)' if m['quick'] else 'full run'}")
     L.append(f"- machine: {m['cpu']}, {m['cores']} cores; {m['platform']}")
-    others = [s.get("others_cores") for s in results["threads"].values() if s.get("others_cores") is not None]
-    busy = any(o > BUSY_OTHERS for o in others)
+    sections = [s for s in results["threads"].values() if s.get("others_cores") is not None]
+    others = [s["others_cores"] for s in sections]
+    steal = [s.get("steal_cores") for s in sections]      # None in runs from before it was measured
+    busy = any(o + (st or 0.0) > BUSY_OTHERS for o, st in zip(others, steal))
     L.append(f"- load average (1 min) at start {m['load_start'][0]:.2f}, at end {m['load_end'][0]:.2f}; "
-             "other processes kept " + ", ".join(f"{o:.2f}" for o in others) + " cores busy on average "
+             "other processes kept " + ", ".join(f"{o:.2f}" for o in others) + " cores busy and the host took "
+             + ", ".join("-" if st is None else f"{st:.2f}" for st in steal) + " cores (steal) on average "
              "during the thread sections" + (" — **not a quiet machine: timings are not representative**"
                                              if busy else ""))
     L.append(f"- python {m['python']}, numpy {m['numpy']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
@@ -66,7 +69,8 @@ def write_markdown(results, path):
     notes = {}
     for n, sec in results["threads"].items():
         c = sec.get("ceiling", {})
-        L.append(f"## {n} thread(s)  (other processes: {sec.get('others_cores') or 0:.2f} cores busy; ceiling: sgemm {c.get('float32', 0):.1f} GFLOP/s, "
+        L.append(f"## {n} thread(s)  (other processes: {sec.get('others_cores') or 0:.2f} cores busy, "
+                 f"steal {'-' if sec.get('steal_cores') is None else '%.2f' % sec['steal_cores']} cores; ceiling: sgemm {c.get('float32', 0):.1f} GFLOP/s, "
                  f"dgemm {c.get('float64', 0):.1f} GFLOP/s)")
         L.append("")
         head = ["row", "unit"] + [LABEL[k] for k in CONTENDERS] + \

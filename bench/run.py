@@ -50,7 +50,8 @@ BUSY_OTHERS = 0.25       # cores other processes used, on average, during a sect
 
 
 class CpuWatch:
-    """How many cores other processes kept busy while this one ran (from /proc/stat and os.times)."""
+    """How many cores other processes kept busy while this one ran, and how many the
+    hypervisor took from this virtual machine (steal), from /proc/stat and os.times."""
 
     def __init__(self):
         self.start = self._snap()
@@ -62,14 +63,23 @@ class CpuWatch:
                 vals = [int(v) for v in f.readline().split()[1:9]]
         except (OSError, ValueError):
             return None
-        busy = (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")      # all but idle, iowait
-        return time.monotonic(), busy, sum(os.times()[:4])                      # own + waited-for children
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (sum(vals) - vals[3] - vals[4] - vals[7]) / tick                 # all but idle, iowait, steal
+        return time.monotonic(), busy, sum(os.times()[:4]), vals[7] / tick     # own + waited-for children
 
-    def others_cores(self):
+    def _per_second(self, part):
         end = self._snap()
         if self.start is None or end is None or end[0] <= self.start[0]:
             return None
-        return max(0.0, (end[1] - self.start[1] - (end[2] - self.start[2])) / (end[0] - self.start[0]))
+        return max(0.0, part(end) - part(self.start)) / (end[0] - self.start[0])
+
+    def others_cores(self):
+        return self._per_second(lambda snap: snap[1] - snap[2])
+
+    def steal_cores(self):
+        """Cores' worth of time the host ran something else instead of this machine's CPUs:
+        a contender then waits with no process of this machine to show for it."""
+        return self._per_second(lambda snap: snap[3])
 
 
 def parse_args(argv):
@@ -410,10 +420,11 @@ def main(argv=None):
                     print_row(rec, subject)
                 if "alternating" in args.rows and not args.verify_only:
                     sec["alternating"] = run_alternating(subject, args)
-                sec["others_cores"] = watch.others_cores()
+                sec["others_cores"], sec["steal_cores"] = watch.others_cores(), watch.steal_cores()
                 if sec["others_cores"] is not None:
-                    busy = sec["others_cores"] > BUSY_OTHERS
-                    print(f"  other processes kept {sec['others_cores']:.2f} cores busy on average during this "
+                    busy = sec["others_cores"] + sec["steal_cores"] > BUSY_OTHERS
+                    print(f"  other processes kept {sec['others_cores']:.2f} cores busy and the host took "
+                          f"{sec['steal_cores']:.2f} cores (steal) on average during this "
                           f"section{' -- WARNING: not a quiet machine, timings not representative' if busy else ''}")
                 results["threads"][str(n)] = sec
         if not args.verify_only:
