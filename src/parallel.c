@@ -231,14 +231,16 @@ static int worker_running(void)
 }
 
 /* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
- * halves are fixed by its job, not by the measured speeds). */
-static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn)
+ * halves are fixed by its job, not by the measured speeds). judge = 0
+ * (crnn_parallel_pair) splits even while calls are sent to the caller
+ * alone, and its jobs count neither way toward crowding: see there. */
+static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int judge)
 {
     if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
         fn(job, 0, B);
         return;
     }
-    if (!worker_running() || now_ns() < worker.alone_until) {
+    if (!worker_running() || (judge && now_ns() < worker.alone_until)) {
         pthread_mutex_unlock(&worker.claim);
         fn(job, 0, B);
         return;
@@ -254,7 +256,9 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
     fn(job, 0, at);
     const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
-    if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
+    if (!judge) {
+        /* nothing learnt */
+    } else if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
         if (++worker.crowded_jobs >= CROWDED_JOBS) {
             worker.alone_until = now_ns() + ALONE_NS;
             worker.crowded_jobs = 0;
@@ -269,12 +273,12 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
 
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
 {
-    split(threads, fn, job, B, 1);
+    split(threads, fn, job, B, 1, 1);
 }
 
 void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
 {
-    split(threads, fn, job, 2, 0);
+    split(threads, fn, job, 2, 0, 1);
 }
 
 void crnn_parallel_barrier(ptrdiff_t member)
@@ -343,6 +347,13 @@ static void pair_members(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     pair_member = was_member;
 }
 
+/* A pair splits even when the cores look crowded (see crowded()): alone,
+ * the caller runs both calls one after the other, twice the time of one,
+ * and two calls that never meet lose no more than that to a core they
+ * share with a spinning pool thread or with the host; a row split's halves
+ * meet every chunk or step, and those waits are what the back-off avoids.
+ * Nor does a pair's long job, which a host's brief steal makes look
+ * crowded, send the next calls to the caller alone. */
 void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b)
 {
     pair_job job = { fn, { a, b } };
@@ -351,7 +362,7 @@ void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b
         return;
     }
     crnn_parallel_blas_solo_begin(blas);
-    crnn_parallel_team(2, pair_members, &job);
+    split(2, pair_members, &job, 2, 0, 0);
     crnn_parallel_blas_solo_end(blas);
 }
 

@@ -57,9 +57,10 @@ void crnn_parallel_barrier(ptrdiff_t p0);
  * its products.
  * With the BLAS at two or more threads: fn(a) on the calling thread and
  * fn(b) on the worker, the BLAS held at one thread meanwhile (as by
- * crnn_parallel_blas_solo_begin); or, when the worker is busy with another
- * caller, cannot be started or the cores are crowded, fn(a) then fn(b) on
- * the calling thread. Either way, inside fn crnn_parallel_blas_threads()
+ * crnn_parallel_blas_solo_begin), even while the cores look crowded (a
+ * pair neither heeds nor feeds the back-off below; parallel.c says why);
+ * or, when the worker is busy with another caller or cannot be started,
+ * fn(a) then fn(b) on the calling thread. Either way, inside fn crnn_parallel_blas_threads()
  * reads 1, so each call computes exactly what it computes with the BLAS at
  * one thread, whichever thread runs it. With the BLAS at one thread: fn(a)
  * then fn(b). */

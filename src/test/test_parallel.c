@@ -424,6 +424,19 @@ static void sleepy_on_worker(void *job, ptrdiff_t b0, ptrdiff_t b1)
     }
 }
 
+/* While rows go to the caller alone, a pair still takes the worker. */
+static void crowded_pair_splits(void)
+{
+    crnn_blas blas = *crnn_blas_naive();
+    blas.num_threads = fake_get_threads;
+    blas.set_num_threads = fake_set_threads;
+    fake_blas_threads = 2;
+    pair_call a = { &blas, 0, 0, 0 }, b = { &blas, 0, 0, 0 };
+    crnn_parallel_pair(&blas, run_pair_call, &a, &b);
+    check(!pthread_equal(b.thread, pthread_self()), "crowded: a pair still splits");
+    check(rows_ok(2, 16, 0), "crowded: the rows after the pair still run alone");
+}
+
 static void test_crowded_runs_alone(void)
 {
     fast_thread = pthread_self();
@@ -434,6 +447,7 @@ static void test_crowded_runs_alone(void)
     for (int i = 0; i < 3; i++)  /* CROWDED_JOBS in a row */
         crnn_parallel_rows(2, sleepy_on_worker, NULL, 16);
     check(rows_ok(2, 16, 0) && !rows_ok(2, 16, 1), "crowded: the next call runs on the caller alone");
+    crowded_pair_splits();
     crnn_parallel_check_crowding(0);
     check(rows_ok(2, 16, 1), "crowded: the split again once the check is off");
     printf("%s crowded       a descheduled worker sends calls to the caller alone\n", allok ? "ok  " : "FAIL");
