@@ -230,6 +230,23 @@ static int worker_running(void)
     return worker.started;
 }
 
+/* After a split job (claim held): count it toward the back-off if crowded,
+ * else learn the threads' speeds from it (learn: rows, whose split follows
+ * them). */
+static void judge_job(ptrdiff_t split, ptrdiff_t B, long caller_ns, long caller_cpu, int learn)
+{
+    if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
+        if (++worker.crowded_jobs >= CROWDED_JOBS) {
+            worker.alone_until = now_ns() + ALONE_NS;
+            worker.crowded_jobs = 0;
+        }
+        return;
+    }
+    worker.crowded_jobs = 0;
+    if (learn)
+        learn_share(split, B, caller_ns, worker.elapsed_ns);
+}
+
 /* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
  * halves are fixed by its job, not by the measured speeds). judge = 0
  * (crnn_parallel_pair) splits even while calls are sent to the caller
@@ -256,18 +273,8 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
     fn(job, 0, at);
     const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
-    if (!judge) {
-        /* nothing learnt */
-    } else if (crowded(caller_ns, caller_cpu, worker.elapsed_ns, worker.cpu_ns)) {
-        if (++worker.crowded_jobs >= CROWDED_JOBS) {
-            worker.alone_until = now_ns() + ALONE_NS;
-            worker.crowded_jobs = 0;
-        }
-    } else {
-        worker.crowded_jobs = 0;
-        if (learn)
-            learn_share(at, B, caller_ns, worker.elapsed_ns);
-    }
+    if (judge)
+        judge_job(at, B, caller_ns, caller_cpu, learn);
     pthread_mutex_unlock(&worker.claim);
 }
 

@@ -259,14 +259,21 @@ static int fake_blas_threads = 2;
 static int fake_get_threads(void) { return fake_blas_threads; }
 static void fake_set_threads(int n) { fake_blas_threads = n; }
 
-/* The BLAS gives one thread from the first begin to the last end, then
- * what it gave before; nothing is set where it gives one already. */
-static void test_blas_solo(void)
+/* The naive BLAS with those settable threads, set to n. */
+static crnn_blas settable_blas(int n)
 {
     crnn_blas blas = *crnn_blas_naive();
     blas.num_threads = fake_get_threads;
     blas.set_num_threads = fake_set_threads;
-    fake_blas_threads = 3;
+    fake_blas_threads = n;
+    return blas;
+}
+
+/* The BLAS gives one thread from the first begin to the last end, then
+ * what it gave before; nothing is set where it gives one already. */
+static void test_blas_solo(void)
+{
+    crnn_blas blas = settable_blas(3);
     crnn_parallel_blas_solo_begin(&blas);
     int ok = fake_blas_threads == 1;
     crnn_parallel_blas_solo_begin(&blas);  /* a second pass meanwhile */
@@ -307,10 +314,7 @@ static void run_pair_call(void *arg)
  * one-thread BLAS both on the caller, in order. */
 static void test_pair(void)
 {
-    crnn_blas blas = *crnn_blas_naive();
-    blas.num_threads = fake_get_threads;
-    blas.set_num_threads = fake_set_threads;
-    fake_blas_threads = 2;
+    crnn_blas blas = settable_blas(2);
     pair_call a = { &blas, 0, 0, 0 }, b = { &blas, 0, 0, 0 };
     crnn_parallel_pair(&blas, run_pair_call, &a, &b);
     int ok = pthread_equal(a.thread, pthread_self()) && !pthread_equal(b.thread, pthread_self());
@@ -427,10 +431,7 @@ static void sleepy_on_worker(void *job, ptrdiff_t b0, ptrdiff_t b1)
 /* While rows go to the caller alone, a pair still takes the worker. */
 static void crowded_pair_splits(void)
 {
-    crnn_blas blas = *crnn_blas_naive();
-    blas.num_threads = fake_get_threads;
-    blas.set_num_threads = fake_set_threads;
-    fake_blas_threads = 2;
+    crnn_blas blas = settable_blas(2);
     pair_call a = { &blas, 0, 0, 0 }, b = { &blas, 0, 0, 0 };
     crnn_parallel_pair(&blas, run_pair_call, &a, &b);
     check(!pthread_equal(b.thread, pthread_self()), "crowded: a pair still splits");
