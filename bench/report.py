@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from .contenders import CONTENDERS, LABEL
 from .targets import summarize
 from .workloads import TAPE_PER_STEP
@@ -18,6 +20,13 @@ def _t(seconds, unit):
         return f"{seconds * 1e6:.2f}"
     v = seconds * 1e3
     return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def _probe_cell(readings):
+    """The speed probe's readings during a row: 'median (min-max)' GFLOP/s."""
+    if not readings:
+        return "-"
+    return f"{statistics.median(readings):.0f} ({min(readings):.0f}-{max(readings):.0f})"
 
 
 def _targets_cell(targets):
@@ -64,7 +73,10 @@ def write_markdown(results, path):
           "matrix products only (forward 2·T·B·G·H·(I+H) per layer-direction, training 3x forward); "
           "% ceiling is against the numpy matmul measured at the start of the same section, best of 7 "
           "(float32 rows: 2048^3 sgemm, float64 rows: 1024^3 dgemm); peers with their own GEMM (torch's MKL, "
-          "ORT's MLAS) can pass 100%. Targets: see bench/README.md.", ""]
+          "ORT's MLAS) can pass 100%. Machine speed: GFLOP/s of a 256^3 float32 numpy.matmul (best of 3) "
+          "read before every sample of the row, median (min-max); it drops when something the load and "
+          "steal do not show (another guest on the same physical core) slows the machine, and rows timed "
+          "in such a state compare badly with rows timed outside it. Targets: see bench/README.md.", ""]
 
     notes = {}
     for n, sec in results["threads"].items():
@@ -72,9 +84,15 @@ def write_markdown(results, path):
         L.append(f"## {n} thread(s)  (other processes: {sec.get('others_cores') or 0:.2f} cores busy, "
                  f"steal {'-' if sec.get('steal_cores') is None else '%.2f' % sec['steal_cores']} cores; ceiling: sgemm {c.get('float32', 0):.1f} GFLOP/s, "
                  f"dgemm {c.get('float64', 0):.1f} GFLOP/s)")
+        readings = [v for r in sec["rows"] for v in r.get("probe") or []]
+        if readings:
+            L.append("")
+            L.append(f"Machine speed over the section (probe before every sample): median "
+                     f"{statistics.median(readings):.0f} GFLOP/s, range {min(readings):.0f}-{max(readings):.0f}.")
         L.append("")
         head = ["row", "unit"] + [LABEL[k] for k in CONTENDERS] + \
-            [f"speedup {S} vs best peer", f"GFLOP/s ({S})", "% ceiling", "best peer % ceiling", "targets"]
+            [f"speedup {S} vs best peer", f"GFLOP/s ({S})", "% ceiling", "best peer % ceiling",
+             "machine speed (probe GFLOP/s)", "targets"]
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "---|" * len(head))
         for r in sec["rows"]:
@@ -95,6 +113,7 @@ def write_markdown(results, path):
             cells.append(f"{p:.0f}%" if p else "-")
             bpp = r.get("pct_ceiling", {}).get(bp) if bp else None
             cells.append(f"{bpp:.0f}%" if bpp else "-")
+            cells.append(_probe_cell(r.get("probe")))
             tcell = _targets_cell(r.get("targets", []))
             if r.get("rounds") is not None and r["rounds"] != r.get("rounds_requested"):
                 tcell += f" (only {r['rounds']} round(s): row budget)"
@@ -126,12 +145,16 @@ def write_markdown(results, path):
         lo, hi = min(m["threads"]), max(m["threads"])
         L.append(f"## Thread scaling of {S}, {lo} -> {hi} threads")
         L.append("")
-        L.append(f"| row | {lo} thread(s) | {hi} threads | speedup | targets |")
-        L.append("|---|---|---|---|---|")
+        L.append(f"Machine speed: the probe's median during the row at each thread count (GFLOP/s; "
+                 f"the {hi}-thread probe runs on {hi} threads).")
+        L.append("")
+        L.append(f"| row | {lo} thread(s) | {hi} threads | speedup | machine speed {lo} / {hi} | targets |")
+        L.append("|---|---|---|---|---|---|")
         for r in ts:
             unit = "us/step" if r["key"].startswith("stream") else "ms"
+            speeds = " / ".join("-" if r.get(k) is None else f"{r[k]:.0f}" for k in ("probe_lo", "probe_hi"))
             L.append(f"| {r['key']} | {_t(r['t_lo'], unit) or '-'} | {_t(r['t_hi'], unit) or '-'} | "
-                     f"{r['targets'][0][2]} | {_targets_cell(r['targets'])} |")
+                     f"{r['targets'][0][2]} | {speeds} | {_targets_cell(r['targets'])} |")
         L.append("")
 
     mem = results.get("memory")

@@ -12,6 +12,7 @@ See bench/README.md for the rows, the method and the targets.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 
 if __package__ in (None, ""):
@@ -241,8 +242,8 @@ def run_row(row, threads, subject, args, ceiling):
            "verify_max_rel_error": errors, "times": {}, "samples": {}, "rounds_requested": args.rounds}
     if args.verify_only:
         return rec
-    times, samples, rounds = _time(prepared, args)
-    rec["times"], rec["samples"], rec["rounds"] = times, samples, rounds
+    times, samples, rounds, probe = _time(prepared, args)
+    rec["times"], rec["samples"], rec["rounds"], rec["probe"] = times, samples, rounds, probe
     peak = ceiling[row.dtype]
     gf = {k: row.flops() / t / 1e9 for k, t in times.items()}
     rec["gflops"] = gf
@@ -256,9 +257,13 @@ def run_row(row, threads, subject, args, ceiling):
 
 
 def _time(prepared, args):
-    from .timing import time_row
+    from .timing import SpeedProbe, time_row
     return time_row(prepared, args.rounds, args.sample_seconds, args.settle,
-                    budget=args.row_budget, min_rounds=1 if args.quick else 3)
+                    budget=args.row_budget, min_rounds=1 if args.quick else 3, probe=SpeedProbe())
+
+
+def median_or_none(values):
+    return statistics.median(values) if values else None
 
 
 def print_row(rec, subject):
@@ -278,6 +283,8 @@ def print_row(rec, subject):
     s = rec["times"].get(subject)
     if s:
         parts.append(f"{rec['gflops'][subject]:.1f} GF/s {rec['pct_ceiling'][subject]:.0f}%")
+    if rec.get("probe"):
+        parts.append(f"probe {min(rec['probe']):.0f}-{max(rec['probe']):.0f} GF/s")
     print("  " + " | ".join(parts) + "  -> " + tg.summarize(rec["targets"]), flush=True)
 
 
@@ -471,7 +478,9 @@ def thread_scaling(results, rows, subject, thread_counts):
         t1 = by[lo].get(row.key, {}).get("times", {}).get(subject)
         t2 = by[hi].get(row.key, {}).get("times", {}).get(subject)
         tt = tg.thread_targets(row, t1, t2)
-        out.append({"key": row.key, "t_lo": t1, "t_hi": t2, "targets": tt})
+        probes = [by[n].get(row.key, {}).get("probe") for n in (lo, hi)]
+        out.append({"key": row.key, "t_lo": t1, "t_hi": t2, "targets": tt,
+                    "probe_lo": median_or_none(probes[0]), "probe_hi": median_or_none(probes[1])})
         print(f"  {row.key:<34} {tt[0][2]:>8} -> {tg.summarize(tt)}")
     return out
 

@@ -6,6 +6,8 @@ Before each sample the harness sleeps `settle` seconds, so the BLAS / OpenMP /
 ORT worker threads the previous contender left spinning (OpenBLAS spins
 about 0.1 s after a call) go to sleep and do not steal this contender's cores.
 The round order rotates, so no contender always follows the same one.
+A speed probe (SpeedProbe) read before every sample, between two settles,
+records how fast the machine was while the row ran.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ def _timed(prep, inner):
         return time.perf_counter() - t0
 
 
-def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1):
-    """{name: median seconds per call (or per step)}, {name: all samples}, rounds run.
+def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1, probe=None):
+    """{name: median seconds per call (or per step)}, {name: all samples}, rounds run,
+    and the probe's readings (GFLOP/s, one before every sample; [] without a probe).
 
     With a budget (seconds), fewer rounds (not below min_rounds) are run when `rounds`
     rounds would take longer: it bounds a row where some contender collapses (a busy
     machine), and never binds on a quiet one for the default grid.
+    probe: a SpeedProbe, read before each sample between two settles: the threads
+    the previous sample left spinning do not slow the probe, and those the probe
+    wakes (its matmul uses the BLAS's threads) are asleep again when the sample starts.
     """
     inner, per_round = {}, 0.0
     for p in prepared:
@@ -39,13 +45,45 @@ def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1
     if budget is not None and per_round * rounds > budget:
         rounds = max(min_rounds, int(budget // per_round))
     samples = {p.name: [] for p in prepared}
+    readings = []
     n = len(prepared)
     for r in range(rounds):
         for p in prepared[r % n:] + prepared[:r % n]:
             time.sleep(settle)
+            if probe is not None:           # after the last sample's threads, before this one's settle
+                readings.append(probe())
+                time.sleep(settle)
             dt = _timed(p, inner[p.name])
             samples[p.name].append(dt / inner[p.name] / p.steps_per_call)
-    return {k: statistics.median(v) for k, v in samples.items()}, samples, rounds
+    return {k: statistics.median(v) for k, v in samples.items()}, samples, rounds, readings
+
+
+class SpeedProbe:
+    """How fast the machine computes right now: GFLOP/s of a 256^3 float32
+    numpy.matmul on the current thread limit, best of 3 (about 1 ms).
+
+    The machine's speed can change by up to 2x within a run in ways neither
+    the load nor steal shows (another guest on the same physical core shares
+    its execution units and caches). Read before every sample, the probe
+    shows which rows ran while the machine was slow; the ceiling, measured
+    once per section, cannot."""
+
+    N = 256
+
+    def __init__(self):
+        rng = np.random.default_rng(2)
+        self.a = rng.standard_normal((self.N, self.N)).astype(np.float32)
+        self.b = rng.standard_normal((self.N, self.N)).astype(np.float32)
+        self.c = np.empty((self.N, self.N), np.float32)
+        np.matmul(self.a, self.b, out=self.c)
+
+    def __call__(self):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            np.matmul(self.a, self.b, out=self.c)
+            best = min(best, time.perf_counter() - t0)
+        return 2.0 * self.N ** 3 / best / 1e9
 
 
 def gemm_ceiling(n, dtype, repeats=7, settle=0.1):

@@ -88,3 +88,18 @@ def test_memory_probes_run_on_a_small_row():
         assert memory.traced_training_peak(kind, row) >= theory["parameters"], kind
         if kind != "nploop":
             assert memory.inference_extra(kind, Row(WORKLOADS["tiny"], "lstm", "infer", "float32"), 8) >= 0
+
+
+def test_speed_probe_is_read_before_every_sample(tmp_path):
+    """Each sample of a row gets one probe reading, and the table shows them."""
+    from bench import report
+    from bench.contenders import Prepared
+    from bench.timing import SpeedProbe, time_row
+    calls = []
+    prepared = [Prepared(name, lambda name=name: calls.append(name), dict) for name in ("crnn_c", "nploop")]
+    times, samples, rounds, readings = time_row(prepared, 3, 1e-4, 0.0, probe=SpeedProbe())
+    assert rounds == 3 and set(calls) == {"crnn_c", "nploop"}
+    assert len(readings) == sum(len(v) for v in samples.values()) == 6
+    assert all(r > 0 for r in readings)
+    assert report._probe_cell([10.0, 30.0, 20.0]) == "20 (10-30)"
+    assert report._probe_cell(None) == "-"           # results saved before the probe existed
