@@ -41,7 +41,7 @@ def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1
     for p in prepared:
         one = _timed(p, 1)                       # calibration (the verification call warmed it up)
         inner[p.name] = max(1, min(100_000, int(sample_seconds / max(one, 1e-9))))
-        per_round += settle + inner[p.name] * one
+        per_round += settle * (1 if probe is None else 2) + inner[p.name] * one
     if budget is not None and per_round * rounds > budget:
         rounds = max(min_rounds, int(budget // per_round))
     samples = {p.name: [] for p in prepared}
