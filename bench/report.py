@@ -66,7 +66,8 @@ def write_markdown(results, path):
              + ("**SET (" + ", ".join(f"{k}={v}" for k, v in env.items()) + "): not representative**"
                 if env else "unset"))
     L.append(f"- thread counts {m['threads']}; {m['rounds']} round-robin rounds, samples of ~{m['sample_seconds']} s, "
-             f"{m['settle']} s settle before each sample; times are medians")
+             f"before each sample a settle of at least {m['settle']} s that lasts until the process's other threads "
+             "are idle; times are medians")
     L.append(f"- command: `{m['command']}`")
     L += ["", "Times in ms per call (stream: us per step). Speedup = best peer's time / "
           f"{S}'s time (peers: torch, ORT, NumPy loop; crnn NumPy is not a peer). GFLOP/s counts "

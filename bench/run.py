@@ -99,7 +99,8 @@ def parse_args(argv):
     p.add_argument("--sample-seconds", type=float, default=None,
                    help="length of one timed sample (default 0.25, quick 0.05)")
     p.add_argument("--settle", type=float, default=None,
-                   help="sleep before each sample so other pools' spinning threads park (default 0.12, quick 0.08)")
+                   help="least sleep before each sample, continued until the spinning threads of other "
+                        "pools park (default 0.12, quick 0.08)")
     p.add_argument("--row-budget", type=float, default=None,
                    help="seconds of timing per row beyond which fewer rounds run (default 60, quick 4)")
     p.add_argument("--skip", default="", help="contenders to leave out: " + ",".join(CONTENDERS))
@@ -242,8 +243,10 @@ def run_row(row, threads, subject, args, ceiling):
            "verify_max_rel_error": errors, "times": {}, "samples": {}, "rounds_requested": args.rounds}
     if args.verify_only:
         return rec
-    times, samples, rounds, probe = _time(prepared, args)
-    rec["times"], rec["samples"], rec["rounds"], rec["probe"] = times, samples, rounds, probe
+    timing = _time(prepared, args)
+    times = timing.times
+    rec.update(times=times, samples=timing.samples, rounds=timing.rounds, probe=timing.probe,
+               settle_max=timing.settle_max)
     peak = ceiling[row.dtype]
     gf = {k: row.flops() / t / 1e9 for k, t in times.items()}
     rec["gflops"] = gf
@@ -285,6 +288,8 @@ def print_row(rec, subject):
         parts.append(f"{rec['gflops'][subject]:.1f} GF/s {rec['pct_ceiling'][subject]:.0f}%")
     if rec.get("probe"):
         parts.append(f"probe {min(rec['probe']):.0f}-{max(rec['probe']):.0f} GF/s")
+    if rec.get("settle_max") is not None:
+        parts.append(f"settle <= {rec['settle_max']:.2f} s")
     print("  " + " | ".join(parts) + "  -> " + tg.summarize(rec["targets"]), flush=True)
 
 

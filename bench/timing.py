@@ -2,10 +2,13 @@
 
 Each sample repeats the contender's call enough times to last about
 `sample_seconds` and records the time per call (per step for the stream row).
-Before each sample the harness sleeps `settle` seconds, so the BLAS / OpenMP /
-ORT worker threads the previous contender left spinning (OpenBLAS spins
-about 0.1 s after a call) go to sleep and do not steal this contender's cores.
-The round order rotates, so no contender always follows the same one.
+Before each sample the harness settles (settle()): it sleeps `settle` seconds
+and then on until this process's threads are idle, so the BLAS / OpenMP / ORT
+worker threads the previous contender left spinning go to sleep and do not
+steal this contender's cores. OpenBLAS's spin is 2^28 time-stamp-counter
+ticks: 0.134 s where the counter runs at 2.0 GHz, longer than a fixed 0.12 s.
+The round order rotates (a rotation keeps each contender after the same one,
+which is why the wait must outlast any spin).
 A speed probe (SpeedProbe) read before every sample, between two settles,
 records how fast the machine was while the row ran.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,9 +30,36 @@ def _timed(prep, inner):
         return time.perf_counter() - t0
 
 
-def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1, probe=None):
-    """{name: median seconds per call (or per step)}, {name: all samples}, rounds run,
-    and the probe's readings (GFLOP/s, one before every sample; [] without a probe).
+SETTLE_SLICE = 0.01      # s: how often settle() looks at the process's CPU time
+SETTLE_IDLE = 0.05       # cores: below this over a slice, the other threads are asleep
+SETTLE_LIMIT = 1.0       # s: a thread that spins longer is not waited for
+
+
+def settle(minimum):
+    """Sleep `minimum` seconds, then on until this process's other threads are idle
+    (less than SETTLE_IDLE cores of CPU time over a SETTLE_SLICE slice), SETTLE_LIMIT
+    seconds at most in all. Returns the seconds waited."""
+    start = time.perf_counter()
+    time.sleep(minimum)
+    while time.perf_counter() - start < SETTLE_LIMIT:
+        c0, w0 = time.process_time(), time.perf_counter()
+        time.sleep(SETTLE_SLICE)
+        if (time.process_time() - c0) / (time.perf_counter() - w0) < SETTLE_IDLE:
+            break
+    return time.perf_counter() - start
+
+
+@dataclass
+class RowTiming:
+    times: dict          # {name: median seconds per call (or per step)}
+    samples: dict        # {name: every sample}
+    rounds: int          # rounds run (fewer than asked when the budget binds)
+    probe: list          # the probe's readings, GFLOP/s, one before every sample ([] without one)
+    settle_max: float    # the longest settle (s): how long spinning threads kept the harness waiting
+
+
+def time_row(prepared, rounds, sample_seconds, settle_s, budget=None, min_rounds=1, probe=None):
+    """Times the contenders of a row round-robin; returns a RowTiming.
 
     With a budget (seconds), fewer rounds (not below min_rounds) are run when `rounds`
     rounds would take longer: it bounds a row where some contender collapses (a busy
@@ -41,21 +72,22 @@ def time_row(prepared, rounds, sample_seconds, settle, budget=None, min_rounds=1
     for p in prepared:
         one = _timed(p, 1)                       # calibration (the verification call warmed it up)
         inner[p.name] = max(1, min(100_000, int(sample_seconds / max(one, 1e-9))))
-        per_round += settle * (1 if probe is None else 2) + inner[p.name] * one
+        per_round += settle_s * (1 if probe is None else 2) + inner[p.name] * one
     if budget is not None and per_round * rounds > budget:
         rounds = max(min_rounds, int(budget // per_round))
     samples = {p.name: [] for p in prepared}
-    readings = []
+    readings, waits = [], [0.0]
     n = len(prepared)
     for r in range(rounds):
         for p in prepared[r % n:] + prepared[:r % n]:
-            time.sleep(settle)
+            waits.append(settle(settle_s))
             if probe is not None:           # after the last sample's threads, before this one's settle
                 readings.append(probe())
-                time.sleep(settle)
+                waits.append(settle(settle_s))
             dt = _timed(p, inner[p.name])
             samples[p.name].append(dt / inner[p.name] / p.steps_per_call)
-    return {k: statistics.median(v) for k, v in samples.items()}, samples, rounds, readings
+    return RowTiming({k: statistics.median(v) for k, v in samples.items()}, samples, rounds, readings,
+                     max(waits))
 
 
 class SpeedProbe:
@@ -102,7 +134,7 @@ def gemm_ceiling(n, dtype, repeats=7, settle=0.1):
     return 2.0 * n ** 3 / min(times) / 1e9
 
 
-def alternating(rnn_call, rnn_context, n, rounds, sample_seconds, settle):
+def alternating(rnn_call, rnn_context, n, rounds, sample_seconds, settle_s):
     """numpy.matmul (n x n float32) alone, the crnn call alone, and the two alternating.
 
     Returns median seconds per iteration: {"matmul", "crnn", "alternating"}.
@@ -131,7 +163,7 @@ def alternating(rnn_call, rnn_context, n, rounds, sample_seconds, settle):
         names = list(variants)
         for r in range(rounds):
             for name in names[r % 3:] + names[:r % 3]:
-                time.sleep(settle)
+                settle(settle_s)
                 fn, k = variants[name], inner[name]
                 t0 = time.perf_counter()
                 for _ in range(k):

@@ -97,9 +97,10 @@ def test_speed_probe_is_read_before_every_sample(tmp_path):
     from bench.timing import SpeedProbe, time_row
     calls = []
     prepared = [Prepared(name, lambda name=name: calls.append(name), dict) for name in ("crnn_c", "nploop")]
-    times, samples, rounds, readings = time_row(prepared, 3, 1e-4, 0.0, probe=SpeedProbe())
-    assert rounds == 3 and set(calls) == {"crnn_c", "nploop"}
-    assert len(readings) == sum(len(v) for v in samples.values()) == 6
-    assert all(r > 0 for r in readings)
+    timing = time_row(prepared, 3, 1e-4, 0.0, probe=SpeedProbe())
+    assert timing.rounds == 3 and set(calls) == {"crnn_c", "nploop"}
+    assert len(timing.probe) == sum(len(v) for v in timing.samples.values()) == 6
+    assert all(r > 0 for r in timing.probe)
+    assert 0 <= timing.settle_max < 1.5
     assert report._probe_cell([10.0, 30.0, 20.0]) == "20 (10-30)"
     assert report._probe_cell(None) == "-"           # results saved before the probe existed
