@@ -76,7 +76,7 @@ def write_markdown(results, path):
           "(float32 rows: 2048^3 sgemm, float64 rows: 1024^3 dgemm); peers with their own GEMM (torch's MKL, "
           "ORT's MLAS) can pass 100%. Machine speed: GFLOP/s of a 256^3 float32 numpy.matmul (best of 3) "
           "read before every sample of the row, median (min-max); it drops when something the load and "
-          "steal do not show (another guest on the same physical core) slows the machine, and rows timed "
+          "steal do not show (on a virtual machine, the host or another guest) slows the machine, and rows timed "
           "in such a state compare badly with rows timed outside it. Targets: see bench/README.md.", ""]
 
     notes = {}

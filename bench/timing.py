@@ -95,8 +95,8 @@ class SpeedProbe:
     numpy.matmul on the current thread limit, best of 3 (about 1 ms).
 
     The machine's speed can change by up to 2x within a run in ways neither
-    the load nor steal shows (another guest on the same physical core shares
-    its execution units and caches). Read before every sample, the probe
+    the load nor steal shows (on a virtual machine, the host or another guest
+    sharing the physical core, its caches or memory). Read before every sample, the probe
     shows which rows ran while the machine was slow; the ceiling, measured
     once per section, cannot."""
 
