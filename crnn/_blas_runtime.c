@@ -17,6 +17,7 @@
 #include "_blas_runtime.h"
 
 #include "_blas_cblas.h"
+#include "parallel.h"
 
 #include <stdarg.h>
 #include <stdio.h>  /* snprintf into buffers only; nothing is printed */
@@ -51,6 +52,11 @@ static const abi_names ABIS[] = {
 #define N_ABIS (sizeof ABIS / sizeof ABIS[0])
 
 typedef void (*set_threads_fn)(int);
+/* OpenBLAS's gotoblas_pthread(n, fn, args, stride): fn(args + i * stride)
+ * for i < n on the calling thread (i = 0) and its pool's threads, at once;
+ * returns when all are done. Not an API, but exported by every OpenBLAS
+ * with a thread pool (driver/others/blas_server.c) for years. */
+typedef int (*pool_pthread_fn)(int n, void *fn, void *args, int stride);
 typedef int (*get_threads_fn)(void);
 typedef char *(*get_config_fn)(void);
 
@@ -60,6 +66,8 @@ typedef struct {
     void *sgemm, *dgemm;
     set_threads_fn set_threads;
     get_threads_fn get_threads;
+    pool_pthread_fn pool_pthread;   /* OpenBLAS's, or NULL */
+    const int *pool_size;           /* its blas_num_threads: pool threads + 1 */
     int int_bits;
     char config[256];
     char path[4096];
@@ -96,6 +104,17 @@ int crnn_runtime_blas_get_num_threads(void)
     if (!bound || bound_lib.get_threads == NULL)
         return -1;
     return bound_lib.get_threads();
+}
+
+/* crnn_parallel_use_pool's run on OpenBLAS's pool (parallel.h). Only with
+ * a pool thread to give: with none, gotoblas_pthread would post the part
+ * to a thread that does not exist and wait for it forever. */
+static int openblas_pool_run(void (*part)(void *), void *parts, int stride)
+{
+    if (!bound || bound_lib.pool_pthread == NULL || *bound_lib.pool_size < 2)
+        return 0;
+    bound_lib.pool_pthread(2, (void *)part, parts, stride);
+    return 1;
 }
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)
@@ -146,6 +165,16 @@ static int resolve_in(void *handle, found_blas *f)
         f->set_threads = (set_threads_fn)dlsym(handle, abi->set_threads);
         f->get_threads = (get_threads_fn)dlsym(handle, abi->get_threads);
         f->int_bits = bits;
+        /* the pool's entry point and size, if they are the same library's
+         * as sgemm (dlsym also searches the dependencies) */
+        void *pool = dlsym(handle, "gotoblas_pthread"), *size = dlsym(handle, "blas_num_threads");
+        Dl_info pool_at, size_at;
+        if (pool != NULL && size != NULL && dladdr(s, &where) != 0 && dladdr(pool, &pool_at) != 0
+            && dladdr(size, &size_at) != 0 && pool_at.dli_fbase == where.dli_fbase
+            && size_at.dli_fbase == where.dli_fbase) {
+            f->pool_pthread = (pool_pthread_fn)pool;
+            f->pool_size = (const int *)size;
+        }
         return 1;
     }
     return 0;
@@ -304,7 +333,18 @@ int crnn_runtime_blas_init(crnn_blas_from from, const char *numpy_dir,
     bound_info.int_bits = bound_lib.int_bits;
     bound_info.config = bound_lib.config;
     bound = 1;
+    crnn_runtime_blas_share_pool(1);
     return CRNN_RT_OK;
+}
+
+int crnn_runtime_blas_share_pool(int on)
+{
+    /* splits run their second part on the BLAS's pool thread (parallel.h);
+     * holding the BLAS at one thread meanwhile needs its set_num_threads */
+    const int can = bound && bound_lib.pool_pthread != NULL && bound_blas.set_num_threads != NULL;
+    bound_info.shares_pool = on && can;
+    crnn_parallel_use_pool(bound ? &bound_blas : NULL, bound_info.shares_pool ? openblas_pool_run : NULL);
+    return can;
 }
 
 #else /* not Linux */
@@ -317,6 +357,12 @@ int crnn_runtime_blas_init(crnn_blas_from from, const char *numpy_dir,
     (void)vendored;
     set_err(err, err_len, "run-time BLAS lookup is implemented for Linux only");
     return CRNN_RT_UNSUPPORTED;
+}
+
+int crnn_runtime_blas_share_pool(int on)
+{
+    (void)on;
+    return 0;
 }
 
 #endif

@@ -46,6 +46,8 @@ typedef struct {
     const char *library;  /* path of the shared library in use */
     int int_bits;         /* 64 (ILP64) or 32 (LP64) integer arguments */
     const char *config;   /* openblas_get_config(), or "" */
+    int shares_pool;      /* 1: the core's splits run their second part on
+                             this BLAS's own pool thread (parallel.h) */
 } crnn_blas_runtime_info;
 
 /* Find and bind a BLAS. Paths are absolute, NUL-terminated:
@@ -70,6 +72,13 @@ const crnn_blas_runtime_info *crnn_runtime_blas_info(void);
  * when the library has no such function; get returns -1 then. */
 int crnn_runtime_blas_set_num_threads(int n);
 int crnn_runtime_blas_get_num_threads(void);
+
+/* Whether the core's two-thread splits run their second part on the bound
+ * BLAS's pool thread (on = 1, what init sets) or on crnn's worker (on = 0;
+ * tests cover both). Returns 1 if the BLAS has a pool to share (OpenBLAS
+ * with gotoblas_pthread and set_num_threads), 0 if splits use the worker
+ * whatever on says. Not while a crnn call runs. */
+int crnn_runtime_blas_share_pool(int on);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,7 @@ cdef extern from "_blas_runtime.h" nogil:
         const char *library
         int int_bits
         const char *config
+        int shares_pool
 
     int crnn_runtime_blas_init(crnn_blas_from source, const char *numpy_dir,
                                const char *vendored, char *err, size_t err_len)
@@ -54,6 +55,7 @@ cdef extern from "_blas_runtime.h" nogil:
     const crnn_blas_runtime_info *crnn_runtime_blas_info()
     int crnn_runtime_blas_set_num_threads(int n)
     int crnn_runtime_blas_get_num_threads()
+    int crnn_runtime_blas_share_pool(int on)
 
 
 cdef extern from "_blas_cblas.h" nogil:
@@ -213,3 +215,4 @@ cdef extern from "crnn.h" nogil:
 cdef extern from "parallel.h" nogil:
     ctypedef void (*crnn_call_fn)(void *call) noexcept nogil
     void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b)
+    void crnn_parallel_split_counts(long *on_pool, long *on_worker)

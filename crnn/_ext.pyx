@@ -64,7 +64,10 @@ def blas_info():
                 or "vendored" (crnn's private copy of scipy-openblas32);
       library:  path of the shared library;
       int_bits: 64 (ILP64) or 32 (LP64) integer arguments;
-      config:   OpenBLAS's configuration string, "" for another BLAS.
+      config:   OpenBLAS's configuration string, "" for another BLAS;
+      shares_pool: True when the core's two-thread splits run their second
+                half on this BLAS's own pool thread (src/parallel.h), False
+                when on a worker thread of crnn's.
     """
     cdef const crnn_blas_runtime_info *info = crnn_runtime_blas_info()
     return {
@@ -72,6 +75,7 @@ def blas_info():
         "library": os.fsdecode(<bytes>info.library),
         "int_bits": info.int_bits,
         "config": info.config.decode("utf-8", "replace"),
+        "shares_pool": bool(info.shares_pool),
     }
 
 
@@ -186,6 +190,23 @@ def _set_lp64_limit(limit):
     limit < 1 only reads it. No effect on an ILP64 BLAS.
     """
     return crnn_cblas_lp64_limit(limit)
+
+
+
+def _share_blas_pool(on):
+    """Test hook: run the core's two-thread splits' second half on the BLAS's
+    own pool thread (True, the default where the BLAS has one) or on crnn's
+    worker thread (False). Returns whether the BLAS has a pool to share.
+    Not while a crnn call runs."""
+    return bool(crnn_runtime_blas_share_pool(1 if on else 0))
+
+
+def _split_counts():
+    """Test hook: (on the BLAS's pool, on crnn's worker): splits run on two
+    threads so far in this process."""
+    cdef long on_pool = 0, on_worker = 0
+    crnn_parallel_split_counts(&on_pool, &on_worker)
+    return on_pool, on_worker
 
 # ---------------------------------------------------------------------------
 # Kernels: bindings to src/*.c go below; pass crnn_runtime_blas() to the core.

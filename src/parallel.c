@@ -1,10 +1,23 @@
-/* parallel.c -- the worker thread of parallel.h.
+/* parallel.c -- the second thread of parallel.h: the BLAS's pool thread
+ * or crnn's worker.
  *
- * A call hands the worker its rows through two counters: the caller
- * advances `posted` (job n is ready), the worker advances `finished` (job n
- * is done). Each side waits for the other's counter by spinning a short
- * while, then blocking on a condition variable, so a parked worker costs
- * nothing but a fresh one answers within a microsecond of being posted.
+ * Where the binding shares OpenBLAS's pool (crnn_parallel_use_pool), a
+ * split hands its second part to OpenBLAS's own thread, which runs it like
+ * one of its own jobs and waits for the next, spinning ~0.1 s: the thread
+ * a NumPy product left spinning takes a crnn split at once, and the other
+ * way round. crnn's worker then never starts. Measured (2 threads, an LSTM
+ * call of T=20, B=16, H=256 alternating with a 128^2 or 256^2 float32
+ * matmul, the 10th percentile of 320 iterations each, both ways
+ * interleaved in one process): 2.8-3.1 ms per iteration on the pool
+ * against 4.3-4.7 ms on the worker, which shared the two cores with the
+ * spinning pool thread; 1.03-1.07x the sum of the two alone against 1.56x.
+ *
+ * Otherwise a call hands the worker its rows through two counters: the
+ * caller advances `posted` (job n is ready), the worker advances `finished`
+ * (job n is done). Each side waits for the other's counter by spinning a
+ * short while, then blocking on a condition variable, so a parked worker
+ * costs nothing but a fresh one answers within a microsecond of being
+ * posted.
  */
 #define _GNU_SOURCE /* pthread_setname_np; implies POSIX's pthreads, clock_gettime */
 
@@ -127,8 +140,8 @@ static struct {
 
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
  * a core for ~0.1 s after every threaded call (a training step's backward
- * pass leaves them spinning into the next forward), other processes take
- * a core. The rows are shared in proportion to the speeds measured on the
+ * pass leaves them spinning into the next forward) where splits run on
+ * crnn's worker, other processes take a core. The rows are shared in proportion to the speeds measured on the
  * previous calls, caller_share of them to the caller, so that neither
  * waits long for the other; which thread computes a row changes nothing in
  * its result. */
@@ -152,7 +165,8 @@ static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worke
  * (measured: thread CPU time under 3/4 of wall time), a third thread was
  * competing for the cores: typically OpenBLAS's pool threads, which spin
  * on a core for ~0.1 s after a threaded call (an application alternating
- * NumPy matmuls with crnn calls), or another process. Two halves on one
+ * NumPy matmuls with crnn calls) where splits run on crnn's worker, or
+ * another process. Two halves on one
  * free core run slower than one thread alone (measured: 1.3x a single
  * thread's time for an LSTM call right after a 2-thread matmul), so calls
  * run on the caller alone for ALONE_NS, then try the split again. Only
@@ -247,6 +261,66 @@ static void judge_job(ptrdiff_t split, ptrdiff_t B, long caller_ns, long caller_
         learn_share(split, B, caller_ns, worker.elapsed_ns);
 }
 
+/* ---- the BLAS's pool in place of the worker (crnn_parallel_use_pool) ---- */
+
+static struct {
+    _Atomic(crnn_pool_run_fn) run;
+    const crnn_blas *_Atomic blas;
+} pool;
+
+static atomic_long splits_on_pool, splits_on_worker;  /* crnn_parallel_split_counts */
+
+void crnn_parallel_split_counts(long *on_pool, long *on_worker)
+{
+    *on_pool = atomic_load(&splits_on_pool);
+    *on_worker = atomic_load(&splits_on_worker);
+}
+
+void crnn_parallel_use_pool(const crnn_blas *blas, crnn_pool_run_fn run)
+{
+    atomic_store(&pool.blas, blas);
+    atomic_store(&pool.run, blas != NULL ? run : NULL);
+}
+
+/* One part of a split on the pool, and how long it took (for judge_job). */
+typedef struct {
+    crnn_rows_fn fn;
+    void *job;
+    ptrdiff_t b0, b1;
+    long elapsed_ns, cpu_ns;
+} pool_part;
+
+static void run_pool_part(void *arg)
+{
+    pool_part *part = arg;
+    const long start = now_ns(), start_cpu = cpu_ns();
+    part->fn(part->job, part->b0, part->b1);
+    part->elapsed_ns = now_ns() - start;
+    part->cpu_ns = cpu_ns() - start_cpu;
+}
+
+/* The split's two parts on the pool (claim held); 0 if it ran nothing. */
+static int split_on_pool(crnn_rows_fn fn, void *job, ptrdiff_t at, ptrdiff_t B, long *caller_ns,
+                         long *caller_cpu)
+{
+    const crnn_pool_run_fn run = atomic_load(&pool.run);
+    const crnn_blas *blas = atomic_load(&pool.blas);
+    if (run == NULL || blas == NULL)
+        return 0;
+    pool_part parts[2] = { { fn, job, 0, at, 0, 0 }, { fn, job, at, B, 0, 0 } };
+    crnn_parallel_blas_solo_begin(blas);
+    const int ran = run(run_pool_part, parts, (int)sizeof parts[0]);
+    crnn_parallel_blas_solo_end(blas);
+    if (ran) {
+        atomic_fetch_add(&splits_on_pool, 1);
+        *caller_ns = parts[0].elapsed_ns;
+        *caller_cpu = parts[0].cpu_ns;
+        worker.elapsed_ns = parts[1].elapsed_ns;
+        worker.cpu_ns = parts[1].cpu_ns;
+    }
+    return ran;
+}
+
 /* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
  * halves are fixed by its job, not by the measured speeds). judge = 0
  * (crnn_parallel_pair) splits even while calls are sent to the caller
@@ -257,21 +331,35 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
         fn(job, 0, B);
         return;
     }
-    if (!worker_running() || (judge && now_ns() < worker.alone_until)) {
+    if (judge && now_ns() < worker.alone_until) {
         pthread_mutex_unlock(&worker.claim);
         fn(job, 0, B);
         return;
     }
     const ptrdiff_t at = split_rows(B);
+    long caller_ns, caller_cpu;
+    if (split_on_pool(fn, job, at, B, &caller_ns, &caller_cpu)) {
+        if (judge)
+            judge_job(at, B, caller_ns, caller_cpu, learn);
+        pthread_mutex_unlock(&worker.claim);
+        return;
+    }
+    if (!worker_running()) {
+        pthread_mutex_unlock(&worker.claim);
+        fn(job, 0, B);
+        return;
+    }
     worker.fn = fn;
     worker.job = job;
     worker.b0 = at;
     worker.b1 = B;
     const long n = ++worker.jobs;
+    atomic_fetch_add(&splits_on_worker, 1);
     progress_advance(&worker.posted, n);
     const long start = now_ns(), start_cpu = cpu_ns();
     fn(job, 0, at);
-    const long caller_ns = now_ns() - start, caller_cpu = cpu_ns() - start_cpu;
+    caller_ns = now_ns() - start;
+    caller_cpu = cpu_ns() - start_cpu;
     progress_wait(&worker.finished, n, CALLER_SPIN_NS);
     if (judge)
         judge_job(at, B, caller_ns, caller_cpu, learn);

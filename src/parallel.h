@@ -11,9 +11,11 @@
  * spare leaves it idle; split by rows, each core streams the packed W_hh
  * from its own L2.
  *
- * One worker thread per process, started on first use and then parked
- * (spinning briefly, then blocked on a condition variable). One caller at a
- * time: a caller that finds the worker busy with another thread's call runs
+ * The second thread is a thread of the BLAS's own pool where the binding
+ * offers one (crnn_parallel_use_pool: OpenBLAS's), else a worker thread of
+ * crnn's, one per process, started on first use and then parked (spinning
+ * briefly, then blocked on a condition variable). One caller at a time: a
+ * caller that finds the second thread busy with another thread's call runs
  * its rows itself. A child process after fork() starts a worker of its own.
  */
 #ifndef CRNN_PARALLEL_H
@@ -89,6 +91,31 @@ int crnn_parallel_blas_threads(const crnn_blas *blas);
  * parallel.c).
  * on = 0 turns that off, for tests that must see every split. */
 void crnn_parallel_check_crowding(int on);
+
+/* Runs part(parts) on the calling thread and part((char *)parts + stride)
+ * on a thread of the BLAS's pool at the same time, returning 1 once both
+ * are done; or runs nothing and returns 0 (no pool thread to give). */
+typedef int (*crnn_pool_run_fn)(void (*part)(void *), void *parts, int stride);
+
+/* From now on, the splits above run their second part on the BLAS's own
+ * pool (run) instead of crnn's worker, falling back to the worker whenever
+ * run returns 0; run = NULL goes back to the worker. Why: NumPy shares the
+ * BLAS with crnn, and OpenBLAS's pool thread spins on a core for ~0.1 s
+ * after each threaded NumPy product; a worker of crnn's split beside it has
+ * three threads on two cores, while the pool's own thread takes the part at
+ * once. blas is the BLAS whose pool it is: a split on the pool holds it at
+ * one thread (crnn_parallel_blas_solo_begin), since a threaded BLAS call
+ * from a part would wait for a free pool thread, which may be its own (so
+ * another thread must not raise the BLAS's threads while a split runs:
+ * crnn's own calls never do). The caller waits for the pool's part the
+ * way OpenBLAS does, spinning. Called by the Python binding when it binds
+ * a BLAS, before any split. */
+void crnn_parallel_use_pool(const crnn_blas *blas, crnn_pool_run_fn run);
+
+/* Splits run so far on two threads, since the process started: *on_pool
+ * with the second part on the BLAS's pool, *on_worker on crnn's worker.
+ * For tests: the proof that a path ran. */
+void crnn_parallel_split_counts(long *on_pool, long *on_worker);
 
 /* Stops and joins the worker, if one is running (the next call to
  * crnn_parallel_rows starts a new one). Not while another thread is inside

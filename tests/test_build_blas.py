@@ -12,6 +12,7 @@ The whole module runs twice: in this process with the default binding
 specific to one binding skip in the other.
 """
 
+import ctypes
 import importlib.machinery
 import importlib.util
 import os
@@ -97,7 +98,7 @@ def test_vendored_openblas_is_shipped():
 
 def test_blas_info_fields():
     info = ext.blas_info()
-    assert set(info) == {"source", "library", "int_bits", "config"}
+    assert set(info) == {"source", "library", "int_bits", "config", "shares_pool"}
     assert info["source"] in ("numpy", "vendored")
     assert os.path.isfile(info["library"])
     assert info["int_bits"] in (32, 64)
@@ -105,6 +106,10 @@ def test_blas_info_fields():
     assert ("USE64BITINT" in info["config"]) == (info["int_bits"] == 64)
     if WANTED != "auto":
         assert info["source"] == WANTED
+    # the core's splits share the pool of an OpenBLAS that exports its entry
+    # point (NumPy's does; the vendored copy hides it)
+    exports = hasattr(ctypes.CDLL(info["library"]), "gotoblas_pthread")
+    assert info["shares_pool"] is exports
 
 
 # --- the binding --------------------------------------------------------------

@@ -40,6 +40,23 @@ from crnn import _c_kernels  # noqa: E402
 TOL = {np.float32: 5e-5, np.float64: 1e-11}
 
 
+@pytest.fixture(params=["pool", "worker"])
+def second_thread(request):
+    """Where a split's second half runs: on the BLAS's own pool thread (the
+    default where the BLAS has one: OpenBLAS) or on crnn's worker thread."""
+    ext = crnn._backend.extension()
+    shares = ext._share_blas_pool(request.param == "pool")
+    if request.param == "pool" and not shares:
+        pytest.skip("the BLAS in use has no thread pool to share")
+    yield request.param
+    ext._share_blas_pool(True)
+
+
+def split_counts():
+    """(on the BLAS's pool, on crnn's worker): splits run on two threads so far."""
+    return crnn._backend.extension()._split_counts()
+
+
 @pytest.fixture
 def blas_threads():
     """Sets the BLAS pool crnn calls to n threads for the test, then restores it."""
@@ -84,9 +101,11 @@ def run(kernels, cell, T, B, I, H, dtype, P=None, lengths=None, reverse=False, t
     return out
 
 
-def run_in_threads(caller, seeds):
+def run_in_threads(caller, seeds, timeout=300):
     """caller(seed) on one Python thread per seed, all at once; re-raises the
-    first AssertionError any of them raised."""
+    first AssertionError any of them raised, and fails if one is still
+    running after timeout seconds (a deadlock: the hung threads are left
+    behind, daemons, so that the run can end)."""
     errors = []
 
     def guarded(seed):
@@ -95,11 +114,13 @@ def run_in_threads(caller, seeds):
         except AssertionError as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=guarded, args=(s,)) for s in seeds]
+    threads = [threading.Thread(target=guarded, args=(s,), daemon=True) for s in seeds]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + timeout
     for t in threads:
-        t.join()
+        t.join(max(deadline - time.monotonic(), 0))
+    assert not any(t.is_alive() for t in threads), f"a thread still runs after {timeout} s: a deadlock"
     assert not errors, errors[0]
 
 
@@ -161,11 +182,28 @@ def test_two_threads_give_the_one_thread_results(blas_threads, cell, T, B, I, H,
     assert_matches_reference(two, run(reference, cell, T, B, I, H, dtype, exact=True, **kw), dtype)
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
-def test_the_split_runs_on_a_worker_thread(blas_threads):
-    """The worker names itself crnn-rows: proof that the 2-thread path ran."""
+def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thread):
+    """Proof that the 2-thread path ran, on the pool or on the worker."""
     blas_threads(2)
+    before = split_counts()
     run(_c_kernels, "rnn", 100, 40, 64, 128, np.float32, training=False)
+    on_pool, on_worker = (after - was for after, was in zip(split_counts(), before))
+    if second_thread == "pool":
+        assert on_pool > 0 and on_worker == 0
+    else:
+        assert on_worker > 0 and on_pool == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_the_worker_thread_is_named(blas_threads):
+    """The worker names itself crnn-rows (as top -H and /proc show it)."""
+    ext = crnn._backend.extension()
+    ext._share_blas_pool(False)
+    try:
+        blas_threads(2)
+        run(_c_kernels, "rnn", 100, 40, 64, 128, np.float32, training=False)
+    finally:
+        ext._share_blas_pool(True)
     names = []
     for task in os.listdir("/proc/self/task"):
         try:
@@ -174,6 +212,31 @@ def test_the_split_runs_on_a_worker_thread(blas_threads):
         except OSError:  # a thread that ended meanwhile
             pass
     assert "crnn-rows" in names
+
+
+def test_numpy_products_beside_splits_on_the_pool(blas_threads, second_thread):
+    """NumPy's threaded products in other Python threads while crnn splits:
+    on the pool, the two share OpenBLAS's one pool thread (a split holds
+    the BLAS at one thread, so no BLAS call waits for the thread it runs
+    on). Every result is right, and nothing hangs."""
+    blas_threads(1)
+    shape = ("lstm", 50, 16, 64, 128, np.float32)
+    want = {s: run(_c_kernels, *shape, seed=s) for s in range(2)}
+    blas_threads(2)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 256)).astype(np.float32)
+    product = a.astype(np.float64) @ a.astype(np.float64)
+
+    def caller(seed):
+        for _ in range(4):
+            if seed < 2:
+                assert_same(want[seed], run(_c_kernels, *shape, seed=seed))
+            else:
+                for _ in range(20):
+                    np.testing.assert_allclose(a @ a, product, rtol=1e-4, atol=1e-3)
+
+    run_in_threads(caller, range(4))
+    assert crnn.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("case", ["float64", "lstm_proj", "batch_below_split", "little_work"])
@@ -196,7 +259,7 @@ def test_shapes_that_stay_on_one_thread_give_the_same_results(blas_threads, case
     assert_matches_reference(two, run(reference, "lstm", T, B, I, H, dtype, exact=True, **kw), dtype)
 
 
-def test_concurrent_callers_each_get_their_own_results(blas_threads):
+def test_concurrent_callers_each_get_their_own_results(blas_threads, second_thread):
     """Two Python threads in the C core at once: one gets the worker, the
     other runs on its own thread; both results are those of one thread."""
     blas_threads(1)
@@ -212,9 +275,10 @@ def test_concurrent_callers_each_get_their_own_results(blas_threads):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_runs_with_a_worker_of_its_own(blas_threads):
+def test_a_forked_child_runs_with_a_worker_of_its_own(blas_threads, second_thread):
     """The parent's worker thread does not exist in a child: the child must
-    start its own instead of waiting for it forever."""
+    start its own instead of waiting for it forever (and OpenBLAS's pool,
+    which OpenBLAS restarts in a child, must take the part again)."""
     blas_threads(2)
     shape = ("gru", 40, 32, 20, 130, np.float32)
     want = run(_c_kernels, *shape, training=False)  # the parent's worker runs
@@ -250,7 +314,7 @@ def test_training_gives_the_blas_its_threads_back(blas_threads):
     assert crnn.get_num_threads() == 1
 
 
-def test_concurrent_training_callers_each_get_their_own_results(blas_threads):
+def test_concurrent_training_callers_each_get_their_own_results(blas_threads, second_thread):
     """Training passes from four Python threads at once: one team at a time,
     the others alone; every result is the one of a lone call, and the BLAS
     has its threads back after the last."""

@@ -454,6 +454,78 @@ static void test_crowded_runs_alone(void)
     printf("%s crowded       a descheduled worker sends calls to the caller alone\n", allok ? "ok  " : "FAIL");
 }
 
+/* A fake pool (crnn_parallel_use_pool): the second part on a thread of its
+ * own, started per call; it records what the BLAS was set to meanwhile.
+ * pool_gives = 0: no thread to give. */
+static int pool_gives = 1, pool_runs, pool_blas_threads_seen;
+static pthread_t pool_thread;
+
+typedef struct {
+    void (*part)(void *);
+    void *arg;
+} pool_call;
+
+static void *pool_thread_main(void *arg)
+{
+    pool_call *c = arg;
+    pool_blas_threads_seen = fake_blas_threads;
+    c->part(c->arg);
+    return NULL;
+}
+
+static int fake_pool_run(void (*part)(void *), void *parts, int stride)
+{
+    if (!pool_gives)
+        return 0;
+    pool_call second = { part, (char *)parts + stride };
+    if (pthread_create(&pool_thread, NULL, pool_thread_main, &second) != 0)
+        return 0;
+    part(parts);
+    pthread_join(pool_thread, NULL);
+    pool_runs++;
+    return 1;
+}
+
+/* Splits run their second part on the pool while it gives a thread, with
+ * the BLAS held at one thread, and on the worker when it does not. */
+static void test_pool(void)
+{
+    crnn_blas blas = settable_blas(2);
+    crnn_parallel_use_pool(&blas, fake_pool_run);
+    long pool0, worker0, pool1, worker1;
+    crnn_parallel_split_counts(&pool0, &worker0);
+    visits v;
+    memset(&v, 0, sizeof v);
+    crnn_parallel_rows(2, visit_rows, &v, 16);
+    int ok = pool_runs == 1 && pool_blas_threads_seen == 1 && fake_blas_threads == 2;
+    ptrdiff_t on_caller = 0;  /* the first rows on the caller, the rest on the pool */
+    while (on_caller < 16 && pthread_equal(v.thread[on_caller], pthread_self()))
+        on_caller++;
+    ok &= on_caller >= 1 && on_caller < 16;
+    for (ptrdiff_t b = 0; b < 16; b++)
+        ok &= v.seen[b] == 1 && (b < on_caller || pthread_equal(v.thread[b], pool_thread));
+    crnn_parallel_split_counts(&pool1, &worker1);
+    ok &= pool1 == pool0 + 1 && worker1 == worker0;
+    check(ok, "pool: the second part on the pool, the BLAS at one thread meanwhile, restored after");
+
+    pool_gives = 0;
+    ok = rows_ok(2, 16, 1) && pool_runs == 1;
+    crnn_parallel_split_counts(&pool1, &worker1);
+    ok &= pool1 == pool0 + 1 && worker1 == worker0 + 1;
+    check(ok, "pool: no thread to give, the worker takes the part");
+
+    pool_gives = 1;
+    team_job job = { { 0, 0 }, 1, { 0, 0 } };
+    crnn_parallel_team(2, team_member, &job);
+    check(job.ok && job.parts[0] == 1 && job.parts[1] == 1 && pool_runs == 2,
+          "pool: a team meets at every barrier across the pool's thread");
+    crnn_parallel_use_pool(NULL, NULL);
+    ok = rows_ok(2, 16, 1) && pool_runs == 2;
+    check(ok, "pool: none set, the worker again");
+    printf("%s pool          splits on the BLAS's pool, the worker where it has none\n", allok ? "ok  " : "FAIL");
+    fake_blas_threads = 2;
+}
+
 int main(void)
 {
     crnn_parallel_check_crowding(0);  /* every split below must happen; tested last */
@@ -464,6 +536,7 @@ int main(void)
     test_team();
     test_blas_solo();
     test_pair();
+    test_pool();
     test_cells();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
