@@ -58,6 +58,12 @@ def write_markdown(results, path):
              f"onnx {m['onnx']}, threadpoolctl {m['threadpoolctl']}")
     L.append(f"- crnn {m['crnn']}, backends {', '.join(m['crnn_backends'])}; subject of the ratios: **{S}**"
              + (f" (no C backend: {m['crnn_c_missing']})" if m["crnn_c_missing"] else ""))
+    blas = m.get("crnn_blas") or {}
+    if blas:
+        second = ("OpenBLAS's pool thread (shared with NumPy)" if blas.get("shares_pool")
+                  else "a worker thread of crnn's" if blas.get("shares_pool") is False else "not recorded")
+        L.append(f"- crnn C's BLAS: {blas.get('source')} ({blas.get('library')}); the second thread of its "
+                 f"splits: {second}")
     for pool in m["pools"]:
         L.append(f"- pool: {pool.get('internal_api')} {pool.get('version') or ''}, "
                  f"architecture {pool.get('architecture', '-')}, {pool.get('filepath')}")

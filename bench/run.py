@@ -156,6 +156,10 @@ def environment(args):
             meta[mod] = __import__(mod).__version__
         except ImportError:
             meta[mod] = None
+    meta["crnn_blas"] = {}
+    if "c" in crnn.available_backends():
+        info = _backend.extension().blas_info()
+        meta["crnn_blas"] = {k: info.get(k) for k in ("source", "library", "shares_pool")}
     meta["openblas_env"] = {v: os.environ.get(v) for v in OPENBLAS_OVERRIDES if v in os.environ}
     meta["pools"] = _pools()
     return meta

@@ -23,10 +23,12 @@ def _ext():
 def set_num_threads(n: int) -> None:
     """Use n >= 1 threads in the BLAS pool crnn calls.
 
-    With n >= 2 the C backend also uses one worker thread of its own:
-    inference splits a batch by rows, or a large layer by hidden units;
-    training splits a batch by rows and holds the pool at one thread while
-    it runs (each of the two threads then calls the BLAS on its own).
+    With n >= 2 the C backend also runs work on a second thread: OpenBLAS's
+    own pool thread where the BLAS exports it (blas_info()["shares_pool"]),
+    else a worker thread of crnn's. Inference splits a batch by rows, or a
+    large layer by hidden units; training splits a batch by rows. The pool
+    is held at one thread while a split runs on it and during a split
+    training pass (each of the two threads then calls the BLAS on its own).
     """
     _ext().set_num_threads(positive_int("n", n))
 
