@@ -141,10 +141,10 @@ static struct {
 /* The two threads seldom run equally fast: OpenBLAS's own threads spin on
  * a core for ~0.1 s after every threaded call (a training step's backward
  * pass leaves them spinning into the next forward) where splits run on
- * crnn's worker, other processes take a core. The rows are shared in proportion to the speeds measured on the
- * previous calls, caller_share of them to the caller, so that neither
- * waits long for the other; which thread computes a row changes nothing in
- * its result. */
+ * crnn's worker, other processes take a core. The rows are shared in
+ * proportion to the speeds measured on the previous calls, caller_share
+ * of them to the caller, so that neither waits long for the other; which
+ * thread computes a row changes nothing in its result. */
 static ptrdiff_t split_rows(ptrdiff_t B)
 {
     ptrdiff_t split = (ptrdiff_t)(worker.caller_share * (double)B + 0.5);
@@ -166,15 +166,14 @@ static void learn_share(ptrdiff_t split, ptrdiff_t B, long caller_ns, long worke
  * competing for the cores: typically OpenBLAS's pool threads, which spin
  * on a core for ~0.1 s after a threaded call (an application alternating
  * NumPy matmuls with crnn calls) where splits run on crnn's worker, or
- * another process. Two halves on one
- * free core run slower than one thread alone (measured: 1.3x a single
- * thread's time for an LSTM call right after a 2-thread matmul), so calls
- * run on the caller alone for ALONE_NS, then try the split again. Only
- * after CROWDED_JOBS crowded jobs in a row, though: a spinning pool crowds
- * every job for its ~0.1 s, while a single crowded job is mostly a blip (a
- * kernel thread, the host taking the virtual CPU for a moment), seen about
- * once a second on an idle machine, which alone cost a tenth of the time
- * at two threads. */
+ * another process. Two halves on one free core run slower than one thread
+ * alone (measured: 1.3x a single thread's time for an LSTM call right
+ * after a 2-thread matmul), so calls run on the caller alone for
+ * ALONE_NS, then try the split again. Only after CROWDED_JOBS crowded jobs
+ * in a row, though: a spinning pool crowds every job for its ~0.1 s, while
+ * a single crowded job is mostly a blip (a kernel thread, the host taking
+ * the virtual CPU for a moment), seen about once a second on an idle
+ * machine, which alone cost a tenth of the time at two threads. */
 enum { ALONE_NS = 100 * 1000 * 1000, CROWDED_JOBS = 3 };
 
 enum { JUDGED_NS = 100 * 1000 };  /* shorter halves: too short to tell */
