@@ -60,8 +60,7 @@ def write_markdown(results, path):
              + (f" (no C backend: {m['crnn_c_missing']})" if m["crnn_c_missing"] else ""))
     blas = m.get("crnn_blas") or {}
     if blas:
-        second = ("OpenBLAS's pool thread (shared with NumPy)" if blas.get("shares_pool")
-                  else "a worker thread of crnn's" if blas.get("shares_pool") is False else "not recorded")
+        second = "OpenBLAS's pool thread (shared with NumPy)" if blas["shares_pool"] else "a worker thread of crnn's"
         L.append(f"- crnn C's BLAS: {blas.get('source')} ({blas.get('library')}); the second thread of its "
                  f"splits: {second}")
     for pool in m["pools"]:

@@ -152,7 +152,8 @@ static int resolve_in(void *handle, found_blas *f)
 
         Dl_info where;
         memset(f, 0, sizeof *f);
-        if (dladdr(s, &where) != 0 && where.dli_fname != NULL) {
+        const int located = dladdr(s, &where) != 0;  /* sgemm's library */
+        if (located && where.dli_fname != NULL) {
             /* the loader's name may read numpy/_core/../../numpy.libs/... */
             char *real = realpath(where.dli_fname, NULL);
             snprintf(f->path, sizeof f->path, "%s", real ? real : where.dli_fname);
@@ -169,7 +170,7 @@ static int resolve_in(void *handle, found_blas *f)
          * as sgemm (dlsym also searches the dependencies) */
         void *pool = dlsym(handle, "gotoblas_pthread"), *size = dlsym(handle, "blas_num_threads");
         Dl_info pool_at, size_at;
-        if (pool != NULL && size != NULL && dladdr(s, &where) != 0 && dladdr(pool, &pool_at) != 0
+        if (pool != NULL && size != NULL && located && dladdr(pool, &pool_at) != 0
             && dladdr(size, &size_at) != 0 && pool_at.dli_fbase == where.dli_fbase
             && size_at.dli_fbase == where.dli_fbase) {
             f->pool_pthread = (pool_pthread_fn)pool;
