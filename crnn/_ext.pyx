@@ -201,6 +201,14 @@ def _share_blas_pool(on):
     return bool(crnn_runtime_blas_share_pool(1 if on else 0))
 
 
+def _fuse_row_steps(on):
+    """Test hook: run a one-sequence LSTM or GRU step with its recurrent
+    product and cell fused (True, the default; src/row_step.h) or unfused
+    (False): the same bits either way. Returns the previous setting. Not
+    while a crnn call runs."""
+    return bool(crnn_row_step_enable(1 if on else 0))
+
+
 def _split_counts():
     """Test hook: (on the BLAS's pool, on crnn's worker): splits run on two
     threads so far in this process."""

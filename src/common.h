@@ -18,6 +18,7 @@
 #include "crnn.h"
 #include "parallel.h"
 #include "rgemm.h"
+#include "row_step.h"
 #include "vmath.h"
 
 /* ---- pointwise functions (accurate libm; no -ffast-math anywhere) ---- */
@@ -179,6 +180,49 @@ static inline const double *given_packed_f64(const double *packed)
 {
     (void)packed;
     return NULL;  /* callers pack float32 only (crnn.h): float64 steps on the BLAS */
+}
+
+/* One row's step, product and cell fused (row_step.h), where it pays:
+ * float32 only; the float64 steps stay unfused (never called). */
+static inline int row_step_pays_f32(ptrdiff_t G, ptrdiff_t H, const float *Wp)
+{
+    return crnn_row_step_pays(G, H, Wp);
+}
+
+static inline int row_step_pays_f64(ptrdiff_t G, ptrdiff_t H, const double *Wp)
+{
+    (void)G, (void)H, (void)Wp;
+    return 0;
+}
+
+static inline void lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias,
+                                     float *gates, const float *c_prev, float *c_out, float *h_new)
+{
+    crnn_lstm_row_step_f32(H, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
+}
+
+static inline void lstm_row_step_f64(ptrdiff_t H, const double *h_prev, const double *Wp, const double *bias,
+                                     double *gates, const double *c_prev, double *c_out, double *h_new)
+{
+    (void)H, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev, (void)c_out, (void)h_new;
+}
+
+static inline void gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
+                                    const float *b_hh, float *gates, float *hn, float *h_new)
+{
+    crnn_gru_row_step_f32(H, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+}
+
+static inline void gru_row_step_f64(ptrdiff_t H, const double *h_prev, const double *Wp, const double *b_ih,
+                                    const double *b_hh, double *gates, double *hn, double *h_new)
+{
+    (void)H, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn, (void)h_new;
+}
+
+/* a (n,) and b (n,) share no element */
+static inline int apart(const void *a, const void *b, size_t bytes)
+{
+    return (const char *)a + bytes <= (const char *)b || (const char *)b + bytes <= (const char *)a;
 }
 
 /* Forward passes of these shapes may split their steps by batch rows over

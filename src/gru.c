@@ -134,6 +134,14 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size, nu = u1 - u0;
     const ptrdiff_t Ir = CRNN_GRU_R * H + u0, Iz = CRNN_GRU_Z * H + u0, In = CRNN_GRU_N * H + u0;
 
+    /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
+    if (B == 1 && nu == H && step_valid(lengths, 0, t) && FN(row_step_pays)(3, H, W_hh_packed)
+        && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
+        FN(gru_row_step)(H, h_prev, W_hh_packed, b_ih, b_hh, gates, hn_t != NULL ? hn_t : hw + In, y_t);
+        copy_row(h_out, y_t, (size_t)H * sizeof(real));
+        return;
+    }
+
     /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H), the units' columns */
     FN(rgemm_units)(blas, 3, H, u0, u1, B, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
 

@@ -167,6 +167,14 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     const int proj = d->proj_size > 0;
     const ptrdiff_t n = u1 - u0;  /* units; without projection, P == H */
 
+    /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
+    if (B == 1 && n == H && !proj && step_valid(lengths, 0, t) && FN(row_step_pays)(4, H, W_hh_packed)
+        && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
+        FN(lstm_row_step)(H, h_prev, W_hh_packed, bias, gates, c_prev, c_out, y_t);
+        copy_row(h_out, y_t, (size_t)H * sizeof(real));
+        return;
+    }
+
     /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H), the units' columns */
     FN(rgemm_units)(blas, 4, H, u0, u1, B, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
 

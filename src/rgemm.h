@@ -43,10 +43,11 @@ void crnn_rgemm_pack_f32(ptrdiff_t N, ptrdiff_t K, crnn_trans trans_w, const flo
 void crnn_rgemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                     const float *Wp, int accumulate, float *C, ptrdiff_t ldc);
 
-/* c = a @ W.T (+ c) for one row a (K,), W given packed: a panel at a time,
- * in one sequential read of W, where crnn_rgemm_mv_pays(1, N, K) (W read
- * from L2, at least 12 panels; rgemm.c). Sums each element in four chains over k mod 4, not
- * in k order as crnn_rgemm_f32 does: the bits differ from it by rounding,
+/* c = a @ W.T (+ c) for one row a (K,), W given packed: a panel (AVX2) or
+ * two adjacent panels (AVX-512) at a time, W read in order, where
+ * crnn_rgemm_mv_pays(1, N, K) (W read from L2, at least 12 panels;
+ * rgemm.c). Sums each element in four chains over k mod 4, not in k order
+ * as crnn_rgemm_f32 does: the bits differ from it by rounding,
  * but not between CPUs with and without AVX-512 (nor with W on or off a
  * cache line). Only when crnn_vmath_simd() is true. */
 void crnn_rgemm_mv_f32(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate, float *c);

@@ -1,0 +1,51 @@
+/* row_step.h -- one step of one sequence (B = 1): the recurrent product and
+ * the cell fused, 16 hidden units at a time. Internal.
+ *
+ * With one row, a step reads all of the packed W_hh from L2 (rgemm.h's
+ * matrix-vector kernel), then runs the gates' sigmoid and tanh and the
+ * cell. Done one after the other, the core first waits on L2 and then
+ * computes with nothing to read. Here each block of 16 units reads its
+ * panel of every gate (the four, or three, panels interleaved), then
+ * activates those units' gates and updates their cell while the next
+ * block's panels stream in.
+ *
+ * Same bits as the unfused step: each gate sums its products in the
+ * matrix-vector kernel's order (four chains over k mod 4, chain 0 starting
+ * from the gates' value, added as (0 + 1) + (2 + 3); crnn_rgemm_mv_f32),
+ * and the activations are vmath's own lane kernels (vmath_ps16.h) on the
+ * same values, the pointwise arithmetic in the cells' order without FMA.
+ * src/test/test_core.c checks it against the AVX2 path, which never fuses.
+ *
+ * Only where crnn_row_step_pays(): float32 on the AVX-512 path (vmath.h),
+ * H a multiple of 16, W_hh packed on a cache line, and a shape where the
+ * unfused step would take the matrix-vector kernel (crnn_rgemm_mv_pays);
+ * no projection (the cells check). h_new must not overlap h_prev: blocks
+ * write it while later blocks still read h_prev.
+ */
+#ifndef CRNN_ROW_STEP_H
+#define CRNN_ROW_STEP_H
+
+#include <stddef.h>
+
+/* 1 when the fused step runs for a cell of G gate blocks of H units whose
+ * recurrent product has K = H columns packed at Wp (and it is enabled). */
+int crnn_row_step_pays(ptrdiff_t G, ptrdiff_t H, const float *Wp);
+
+/* For tests and measurements: fuse (on, the default) or run every step
+ * unfused (0), from the next step on; returns the previous setting. Not
+ * while another thread runs a cell. */
+int crnn_row_step_enable(int on);
+
+/* LSTM, no projection: gates (4H,) holds x_t W_ih^T on entry, the
+ * activated i, f, g, o on exit; bias (4H,) = b_ih + b_hh; c_out may be
+ * c_prev; h_new (H,) = o * tanh(c_new). */
+void crnn_lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias, float *gates,
+                            const float *c_prev, float *c_out, float *h_new);
+
+/* GRU: gates (3H,) holds x_t W_ih^T on entry, the activated r, z, n on
+ * exit; b_ih, b_hh (3H,) (zeros without bias); hn (H,) receives
+ * W_hn h_prev + b_hn; h_new (H,) = (1 - z) * n + z * h_prev. */
+void crnn_gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
+                           const float *b_hh, float *gates, float *hn, float *h_new);
+
+#endif /* CRNN_ROW_STEP_H */

@@ -1,0 +1,81 @@
+"""One sequence's LSTM and GRU steps fused (src/row_step.h) give the unfused bits.
+
+With one sequence (B = 1) and a W_hh the matrix-vector kernel reads from L2,
+the C core runs each step's recurrent product and cell in one pass, 16
+hidden units at a time. The sums and activations are the unfused step's,
+in the same order, so every result must be equal bit for bit with the
+fusion switched off (crnn._ext._fuse_row_steps). Where the CPU has no
+AVX-512 neither path fuses and the comparison still holds.
+src/test/test_row_step.c checks the same in C, against the AVX2 path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import crnn
+
+if "c" not in crnn.available_backends():
+    pytest.skip("the C extension is not installed (CRNN_NO_EXT)", allow_module_level=True)
+
+
+def fused_and_unfused(compute):
+    """compute() with the fusion on, then off (restored after)."""
+    ext = crnn._backend.extension()
+    ext._fuse_row_steps(True)
+    try:
+        fused = compute()
+        ext._fuse_row_steps(False)
+        unfused = compute()
+    finally:
+        ext._fuse_row_steps(True)
+    return fused, unfused
+
+
+def assert_same_bits(fused, unfused):
+    assert len(fused) == len(unfused)
+    for a, b in zip(fused, unfused):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
+
+
+CELLS = {"lstm": crnn.LSTM, "gru": crnn.GRU}
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("I, H", [(32, 64), (64, 128), (16, 176), (8, 40)])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_sequence_forward_and_training(cell, I, H, bidirectional):
+    rng = np.random.default_rng(H + I)
+    layer = CELLS[cell](I, H, num_layers=2, bidirectional=bidirectional)
+    x = rng.standard_normal((23, 1, I)).astype(np.float32)
+    dy = rng.standard_normal((23, 1, H * (2 if bidirectional else 1))).astype(np.float32)
+    lengths = np.array([17])
+
+    def compute():
+        with crnn.use_backend("c"):
+            y, state = layer(x)
+            y_len, _ = layer(x, lengths=lengths)
+            y_train, _, tape = layer.forward(x)
+            dx, dstate, grads = layer.backward(tape, dy)
+        states = list(state) if isinstance(state, tuple) else [state]
+        return [y, *states, y_len, y_train, dx, *(grads[k] for k in sorted(grads))]
+
+    assert_same_bits(*fused_and_unfused(compute))
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("I, H", [(32, 64), (64, 128)])
+def test_stream(cell, I, H):
+    rng = np.random.default_rng(7)
+    layer = CELLS[cell](I, H, num_layers=2)
+    xs = rng.standard_normal((12, I)).astype(np.float32)
+
+    def compute():
+        with crnn.use_backend("c"):
+            stream = layer.stream()
+            ys = [stream.step(x) for x in xs]
+        state = stream.state
+        return [*ys, *(state if isinstance(state, tuple) else [state])]
+
+    assert_same_bits(*fused_and_unfused(compute))
