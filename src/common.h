@@ -195,28 +195,45 @@ static inline int row_step_pays_f64(ptrdiff_t G, ptrdiff_t H, const double *Wp)
     return 0;
 }
 
-static inline void lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias,
-                                     float *gates, const float *c_prev, float *c_out, float *h_new)
+static inline int row_step_input_pays_f32(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float *Wp_ih)
 {
-    crnn_lstm_row_step_f32(H, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
+    return crnn_row_step_input_pays(G, H, I, Wp_ih);
 }
 
-static inline void lstm_row_step_f64(ptrdiff_t H, const double *h_prev, const double *Wp, const double *bias,
-                                     double *gates, const double *c_prev, double *c_out, double *h_new)
+static inline int row_step_input_pays_f64(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const double *Wp_ih)
 {
-    (void)H, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev, (void)c_out, (void)h_new;
+    (void)G, (void)H, (void)I, (void)Wp_ih;
+    return 0;
 }
 
-static inline void gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
-                                    const float *b_hh, float *gates, float *hn, float *h_new)
+static inline void lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+                                     const float *h_prev, const float *Wp, const float *bias, float *gates,
+                                     const float *c_prev, float *c_out, float *h_new)
 {
-    crnn_gru_row_step_f32(H, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+    crnn_lstm_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
 }
 
-static inline void gru_row_step_f64(ptrdiff_t H, const double *h_prev, const double *Wp, const double *b_ih,
+static inline void lstm_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, const double *Wp_ih,
+                                     const double *h_prev, const double *Wp, const double *bias, double *gates,
+                                     const double *c_prev, double *c_out, double *h_new)
+{
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev,
+        (void)c_out, (void)h_new;
+}
+
+static inline void gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+                                    const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
+                                    float *gates, float *hn, float *h_new)
+{
+    crnn_gru_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+}
+
+static inline void gru_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, const double *Wp_ih,
+                                    const double *h_prev, const double *Wp, const double *b_ih,
                                     const double *b_hh, double *gates, double *hn, double *h_new)
 {
-    (void)H, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn, (void)h_new;
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
+        (void)h_new;
 }
 
 /* a (n,) and b (n,) share no element */

@@ -137,7 +137,8 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
     if (B == 1 && nu == H && step_valid(lengths, 0, t) && FN(row_step_pays)(3, H, W_hh_packed)
         && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
-        FN(gru_row_step)(H, h_prev, W_hh_packed, b_ih, b_hh, gates, hn_t != NULL ? hn_t : hw + In, y_t);
+        FN(gru_row_step)(H, NULL, 0, NULL, h_prev, W_hh_packed, b_ih, b_hh, gates, hn_t != NULL ? hn_t : hw + In,
+                         y_t);
         copy_row(h_out, y_t, (size_t)H * sizeof(real));
         return;
     }
@@ -334,6 +335,18 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     const int team_input = (tape != NULL && train_split_shape(T, B, I, GH, H))
                            || (threads > 1 && chunk_input_by_team(B));
     chunk.step_input = threads > 1 && !units && !team_input;
+
+    /* A stream's step (inference, T = B = 1, valid), where both products
+     * would take the matrix-vector kernel: [F1] too in the fused pass
+     * (row_step.h), the same bits. h_n holds h0 by now. */
+    if (tape == NULL && T == 1 && B == 1 && threads == 1 && step_valid(lengths, 0, 0)
+        && FN(row_step_pays)(3, H, W_hh_packed) && FN(row_step_input_pays)(3, H, I, W_ih_packed)
+        && apart(y, h_n, (size_t)H * sizeof(real))) {
+        FN(gru_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, b_ih, b_hh, xw, hw + 2 * H, y);
+        memcpy(h_n, y, (size_t)H * sizeof(real));
+        return;
+    }
+
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);
 

@@ -36,6 +36,17 @@ int crnn_row_step_pays(ptrdiff_t G, ptrdiff_t H, const float *Wp)
 #endif
 }
 
+int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float *Wp_ih)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    return enabled && Wp_ih != NULL && (uintptr_t)Wp_ih % 64 == 0 && H % RGEMM_NR == 0
+           && crnn_rgemm_mv_pays(1, G * H, I) && crnn_vmath_path() == CRNN_VMATH_AVX512;
+#else
+    (void)G, (void)H, (void)I, (void)Wp_ih;
+    return 0;
+#endif
+}
+
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 
 /* pre[q] = a @ (panel q).T (+ c0[q]) for the G panels of one block of 16
@@ -75,13 +86,18 @@ gate_panels(const int G, ptrdiff_t H, ptrdiff_t K, const float *a, const float *
 /* lstm_step's [F2]-[F3] for one row (lstm.c), in blocks of 16 units:
  *     gates += h_prev W_hh^T;  i, f, o = sigmoid(. + bias), g = tanh(. + bias)
  *     c_out = f * c_prev + i * g;  h_new = tanh(c_out) * o */
-static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias,
-                                        float *gates, const float *c_prev, float *c_out, float *h_new)
+static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+                                        const float *h_prev, const float *Wp, const float *bias, float *gates,
+                                        const float *c_prev, float *c_out, float *h_new)
 {
+    const __m512 zero[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     for (ptrdiff_t u = 0; u < H; u += RGEMM_NR) {
         __m512 pre[4], c0[4];
-        for (int q = 0; q < 4; q++)
-            c0[q] = _mm512_loadu_ps(gates + q * H + u);
+        if (x != NULL)  /* [F1] here: x_t W_ih^T, then [F2] adds to it */
+            gate_panels(4, H, I, x, Wp_ih + u * I, zero, c0);
+        else
+            for (int q = 0; q < 4; q++)
+                c0[q] = _mm512_loadu_ps(gates + q * H + u);
         gate_panels(4, H, H, h_prev, Wp + u * H, c0, pre);
         const __m512 i = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_I], _mm512_loadu_ps(bias + CRNN_LSTM_I * H + u)));
         const __m512 f = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_F], _mm512_loadu_ps(bias + CRNN_LSTM_F * H + u)));
@@ -101,25 +117,30 @@ static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *h_prev, const 
  *     hw = h_prev W_hh^T;  r, z = sigmoid((gates + b_ih) + (hw + b_hh))
  *     hn = hw_n + b_hn;  n = tanh((gates_n + b_in) + r * hn)
  *     h_new = (1 - z) * n + z * h_prev */
-static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
-                                       const float *b_hh, float *gates, float *hn, float *h_new)
+static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+                                       const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
+                                       float *gates, float *hn, float *h_new)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 zero[3] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     for (ptrdiff_t u = 0; u < H; u += RGEMM_NR) {
-        __m512 hw[3];
-        const __m512 zero[3] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-        gate_panels(3, H, H, h_prev, Wp + u * H, zero, hw);
         const ptrdiff_t r_at = CRNN_GRU_R * H + u, z_at = CRNN_GRU_Z * H + u, n_at = CRNN_GRU_N * H + u;
-        const __m512 r = sigmoid_ps16(
-            _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(gates + r_at), _mm512_loadu_ps(b_ih + r_at)),
-                          _mm512_add_ps(hw[CRNN_GRU_R], _mm512_loadu_ps(b_hh + r_at))));
-        const __m512 z = sigmoid_ps16(
-            _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(gates + z_at), _mm512_loadu_ps(b_ih + z_at)),
-                          _mm512_add_ps(hw[CRNN_GRU_Z], _mm512_loadu_ps(b_hh + z_at))));
+        __m512 xw[3], hw[3];
+        if (x != NULL) {  /* [F1] here: x_t W_ih^T */
+            gate_panels(3, H, I, x, Wp_ih + u * I, zero, xw);
+        } else {
+            xw[CRNN_GRU_R] = _mm512_loadu_ps(gates + r_at);
+            xw[CRNN_GRU_Z] = _mm512_loadu_ps(gates + z_at);
+            xw[CRNN_GRU_N] = _mm512_loadu_ps(gates + n_at);
+        }
+        gate_panels(3, H, H, h_prev, Wp + u * H, zero, hw);
+        const __m512 r = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_R], _mm512_loadu_ps(b_ih + r_at)),
+                                                    _mm512_add_ps(hw[CRNN_GRU_R], _mm512_loadu_ps(b_hh + r_at))));
+        const __m512 z = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_Z], _mm512_loadu_ps(b_ih + z_at)),
+                                                    _mm512_add_ps(hw[CRNN_GRU_Z], _mm512_loadu_ps(b_hh + z_at))));
         const __m512 hn_u = _mm512_add_ps(hw[CRNN_GRU_N], _mm512_loadu_ps(b_hh + n_at));
-        const __m512 n = tanh_ps16(
-            _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(gates + n_at), _mm512_loadu_ps(b_ih + n_at)),
-                          _mm512_mul_ps(r, hn_u)));
+        const __m512 n = tanh_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_N], _mm512_loadu_ps(b_ih + n_at)),
+                                                 _mm512_mul_ps(r, hn_u)));
         _mm512_storeu_ps(gates + r_at, r);
         _mm512_storeu_ps(gates + z_at, z);
         _mm512_storeu_ps(gates + n_at, n);
@@ -129,30 +150,36 @@ static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *h_prev, const f
     }
 }
 
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias, float *gates,
-                            const float *c_prev, float *c_out, float *h_new)
+void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
+                            float *h_new)
 {
-    lstm_row_step_avx512(H, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
+    lstm_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
 }
 
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
-                           const float *b_hh, float *gates, float *hn, float *h_new)
+void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
+                           float *h_new)
 {
-    gru_row_step_avx512(H, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+    gru_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
 }
 
 #else
 
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias, float *gates,
-                            const float *c_prev, float *c_out, float *h_new)
+void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
+                            float *h_new)
 {
-    (void)H, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev, (void)c_out, (void)h_new;
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev,
+        (void)c_out, (void)h_new;
 }
 
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
-                           const float *b_hh, float *gates, float *hn, float *h_new)
+void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
+                           float *h_new)
 {
-    (void)H, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn, (void)h_new;
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
+        (void)h_new;
 }
 
 #endif

@@ -36,16 +36,28 @@ int crnn_row_step_pays(ptrdiff_t G, ptrdiff_t H, const float *Wp);
  * while another thread runs a cell. */
 int crnn_row_step_enable(int on);
 
-/* LSTM, no projection: gates (4H,) holds x_t W_ih^T on entry, the
- * activated i, f, g, o on exit; bias (4H,) = b_ih + b_hh; c_out may be
- * c_prev; h_new (H,) = o * tanh(c_new). */
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *bias, float *gates,
-                            const float *c_prev, float *c_out, float *h_new);
+/* 1 when, for such a step, the input product x_t W_ih^T (I columns, W_ih
+ * packed at Wp_ih) may run in the same pass: where the unfused step would
+ * compute it alone in the matrix-vector kernel (a single step of a single
+ * sequence: a stream's). */
+int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float *Wp_ih);
 
-/* GRU: gates (3H,) holds x_t W_ih^T on entry, the activated r, z, n on
- * exit; b_ih, b_hh (3H,) (zeros without bias); hn (H,) receives
- * W_hn h_prev + b_hn; h_new (H,) = (1 - z) * n + z * h_prev. */
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *h_prev, const float *Wp, const float *b_ih,
-                           const float *b_hh, float *gates, float *hn, float *h_new);
+/* The input, x: NULL when gates holds x_t W_ih^T on entry; else x_t (I,),
+ * whose product with W_ih (packed at Wp_ih) the step computes itself, each
+ * gate's sums as crnn_rgemm_mv_f32's (from zero), before the recurrent
+ * product adds to them. */
+
+/* LSTM, no projection: gates (4H,) out: the activated i, f, g, o; bias
+ * (4H,) = b_ih + b_hh; c_out may be c_prev; h_new (H,) = o * tanh(c_new). */
+void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
+                            float *h_new);
+
+/* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) (zeros
+ * without bias); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
+ * (1 - z) * n + z * h_prev. */
+void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
+                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
+                           float *h_new);
 
 #endif /* CRNN_ROW_STEP_H */

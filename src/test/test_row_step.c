@@ -3,9 +3,11 @@
  *     make -C src test       builds and runs this with the other C tests
  *
  * LSTM and GRU, float32, one sequence (B = 1), H = 48..176 where the fused
- * step runs (crnn_row_step_pays) and H = 40 where it does not; both
- * directions, with and without biases, with lengths (the steps past the
- * length take the unfused path in the same pass), W_hh packed by the call
+ * step runs (crnn_row_step_pays) and H = 40 where it does not; sequences of
+ * 9 steps and single steps (a stream's, whose input product fuses too where
+ * I >= 16); both directions, with and without biases, with lengths (the
+ * steps past the length take the unfused path in the same pass), W_hh and
+ * W_ih packed by the call
  * or given packed (as a stream gives it), inference (also in place:
  * h_n == h0, c_n == c0) and training forward (the tape too). Each pass
  * runs on the AVX-512 path, which fuses, and again capped at AVX2
@@ -150,18 +152,23 @@ int main(void)
     }
     const crnn_blas *blas = crnn_blas_naive();
     const ptrdiff_t Hs[] = { 40, 48, 64, 128, 176 }, Is[] = { 32, 7 };
-    const int64_t short_length[1] = { 6 };
+    /* T = 9: a sequence (the length 6 ends it early); T = 1: a stream's
+     * step, the input product fused too where I >= 16 (the length 0 makes
+     * it a masked step, unfused) */
+    const ptrdiff_t Ts[] = { 9, 1 };
+    const int64_t lengths_for_T[2][1] = { { 6 }, { 0 } };
     int configs = 0;
     for (int lstm = 0; lstm <= 1; lstm++)
         for (size_t h = 0; h < sizeof Hs / sizeof *Hs; h++)
             for (size_t i = 0; i < sizeof Is / sizeof *Is; i++)
-                for (int variant = 0; variant < 4; variant++) {
-                    const config c = { .lstm = lstm, .reverse = variant & 1, .bias = variant != 2,
-                                       .given_packed = variant >= 2, .T = 9, .I = Is[i], .H = Hs[h],
-                                       .lengths = variant == 1 || variant == 3 ? short_length : NULL };
-                    check_config(&c, blas);
-                    configs++;
-                }
+                for (size_t s = 0; s < sizeof Ts / sizeof *Ts; s++)
+                    for (int variant = 0; variant < 4; variant++) {
+                        const config c = { .lstm = lstm, .reverse = variant & 1, .bias = variant != 2,
+                                           .given_packed = variant >= 2, .T = Ts[s], .I = Is[i], .H = Hs[h],
+                                           .lengths = variant == 1 || variant == 3 ? lengths_for_T[s] : NULL };
+                        check_config(&c, blas);
+                        configs++;
+                    }
     /* the shapes meant to fuse do (a W_hh packed on a cache line) */
     float *Wp = aligned_alloc(64, 64 * sizeof(float));
     for (size_t h = 0; h < sizeof Hs / sizeof *Hs; h++)
