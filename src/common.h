@@ -207,18 +207,19 @@ static inline int row_step_input_pays_f64(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I,
 }
 
 static inline void lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
-                                     const float *h_prev, const float *Wp, const float *bias, float *gates,
-                                     const float *c_prev, float *c_out, float *h_new)
+                                     const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
+                                     float *gates, const float *c_prev, float *c_out, float *h_new)
 {
-    crnn_lstm_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
+    crnn_lstm_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
 }
 
 static inline void lstm_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, const double *Wp_ih,
-                                     const double *h_prev, const double *Wp, const double *bias, double *gates,
-                                     const double *c_prev, double *c_out, double *h_new)
+                                     const double *h_prev, const double *Wp, const double *b_ih,
+                                     const double *b_hh, double *gates, const double *c_prev, double *c_out,
+                                     double *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev,
-        (void)c_out, (void)h_new;
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
+        (void)c_prev, (void)c_out, (void)h_new;
 }
 
 static inline void gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,

@@ -170,7 +170,7 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
     if (B == 1 && n == H && !proj && step_valid(lengths, 0, t) && FN(row_step_pays)(4, H, W_hh_packed)
         && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
-        FN(lstm_row_step)(H, NULL, 0, NULL, h_prev, W_hh_packed, bias, gates, c_prev, c_out, y_t);
+        FN(lstm_row_step)(H, NULL, 0, NULL, h_prev, W_hh_packed, w->b_ih, w->b_hh, gates, c_prev, c_out, y_t);
         copy_row(h_out, y_t, (size_t)H * sizeof(real));
         return;
     }
@@ -323,8 +323,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
 {
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
     const int rev = d->reverse != 0;
-    real *bias = workspace;  /* (4H,) */
-    FN(sum_biases)(bias, w->b_ih, w->b_hh, GH);
+    real *bias = workspace;  /* (4H,) b_ih + b_hh, summed below (not for a fused stream step) */
     real *scratch = workspace + 2 * GH;
 
     /* Tape regions (training only). */
@@ -394,14 +393,16 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
 
     /* A stream's step (inference, T = B = 1, valid), where both products
      * would take the matrix-vector kernel: [F1] too in the fused pass
-     * (row_step.h), the same bits. h_n, c_n hold h0, c0 by now. */
+     * (row_step.h), the same bits; it adds the biases itself. h_n, c_n
+     * hold h0, c0 by now. */
     if (tape == NULL && T == 1 && B == 1 && !proj && threads == 1 && step_valid(lengths, 0, 0)
         && FN(row_step_pays)(4, H, W_hh_packed) && FN(row_step_input_pays)(4, H, I, W_ih_packed)
         && apart(y, h_n, (size_t)H * sizeof(real))) {
-        FN(lstm_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, bias, xw, c_n, c_n, y);
+        FN(lstm_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, c_n, c_n, y);
         memcpy(h_n, y, (size_t)H * sizeof(real));
         return;
     }
+    FN(sum_biases)(bias, w->b_ih, w->b_hh, GH);
 
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);

@@ -83,12 +83,21 @@ gate_panels(const int G, ptrdiff_t H, ptrdiff_t K, const float *a, const float *
         pre[q] = _mm512_add_ps(_mm512_add_ps(acc[q][0], acc[q][1]), _mm512_add_ps(acc[q][2], acc[q][3]));
 }
 
+/* sum_biases' b_ih[k] + b_hh[k] (lstm.c) for 16 k from at, NULL as zeros */
+static inline __attribute__((always_inline)) AVX512 __m512 bias_sum(const float *b_ih, const float *b_hh,
+                                                                    ptrdiff_t at)
+{
+    return _mm512_add_ps(b_ih != NULL ? _mm512_loadu_ps(b_ih + at) : _mm512_setzero_ps(),
+                         b_hh != NULL ? _mm512_loadu_ps(b_hh + at) : _mm512_setzero_ps());
+}
+
 /* lstm_step's [F2]-[F3] for one row (lstm.c), in blocks of 16 units:
  *     gates += h_prev W_hh^T;  i, f, o = sigmoid(. + bias), g = tanh(. + bias)
- *     c_out = f * c_prev + i * g;  h_new = tanh(c_out) * o */
+ *     c_out = f * c_prev + i * g;  h_new = tanh(c_out) * o      (bias = b_ih + b_hh) */
 static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
-                                        const float *h_prev, const float *Wp, const float *bias, float *gates,
-                                        const float *c_prev, float *c_out, float *h_new)
+                                        const float *h_prev, const float *Wp, const float *b_ih,
+                                        const float *b_hh, float *gates, const float *c_prev, float *c_out,
+                                        float *h_new)
 {
     const __m512 zero[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     for (ptrdiff_t u = 0; u < H; u += RGEMM_NR) {
@@ -99,10 +108,10 @@ static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I
             for (int q = 0; q < 4; q++)
                 c0[q] = _mm512_loadu_ps(gates + q * H + u);
         gate_panels(4, H, H, h_prev, Wp + u * H, c0, pre);
-        const __m512 i = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_I], _mm512_loadu_ps(bias + CRNN_LSTM_I * H + u)));
-        const __m512 f = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_F], _mm512_loadu_ps(bias + CRNN_LSTM_F * H + u)));
-        const __m512 g = tanh_ps16(_mm512_add_ps(pre[CRNN_LSTM_G], _mm512_loadu_ps(bias + CRNN_LSTM_G * H + u)));
-        const __m512 o = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_O], _mm512_loadu_ps(bias + CRNN_LSTM_O * H + u)));
+        const __m512 i = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_I], bias_sum(b_ih, b_hh, CRNN_LSTM_I * H + u)));
+        const __m512 f = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_F], bias_sum(b_ih, b_hh, CRNN_LSTM_F * H + u)));
+        const __m512 g = tanh_ps16(_mm512_add_ps(pre[CRNN_LSTM_G], bias_sum(b_ih, b_hh, CRNN_LSTM_G * H + u)));
+        const __m512 o = sigmoid_ps16(_mm512_add_ps(pre[CRNN_LSTM_O], bias_sum(b_ih, b_hh, CRNN_LSTM_O * H + u)));
         _mm512_storeu_ps(gates + CRNN_LSTM_I * H + u, i);
         _mm512_storeu_ps(gates + CRNN_LSTM_F * H + u, f);
         _mm512_storeu_ps(gates + CRNN_LSTM_G * H + u, g);
@@ -151,10 +160,10 @@ static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I,
 }
 
 void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
-                            float *h_new)
+                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
+                            float *c_out, float *h_new)
 {
-    lstm_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, bias, gates, c_prev, c_out, h_new);
+    lstm_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
 }
 
 void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
@@ -167,11 +176,11 @@ void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float
 #else
 
 void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
-                            float *h_new)
+                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
+                            float *c_out, float *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)bias, (void)gates, (void)c_prev,
-        (void)c_out, (void)h_new;
+    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
+        (void)c_prev, (void)c_out, (void)h_new;
 }
 
 void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,

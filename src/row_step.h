@@ -47,11 +47,13 @@ int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float 
  * gate's sums as crnn_rgemm_mv_f32's (from zero), before the recurrent
  * product adds to them. */
 
-/* LSTM, no projection: gates (4H,) out: the activated i, f, g, o; bias
- * (4H,) = b_ih + b_hh; c_out may be c_prev; h_new (H,) = o * tanh(c_new). */
+/* LSTM, no projection: gates (4H,) out: the activated i, f, g, o; b_ih,
+ * b_hh (4H,) or NULL (zeros), added as lstm.c's sum_biases adds them (so
+ * a stream's step needs no pass to sum them first); c_out may be c_prev;
+ * h_new (H,) = o * tanh(c_new). */
 void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *bias, float *gates, const float *c_prev, float *c_out,
-                            float *h_new);
+                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
+                            float *c_out, float *h_new);
 
 /* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) (zeros
  * without bias); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
