@@ -14,9 +14,11 @@
  *
  * Tried and not kept: one sequence split by units over two threads, each
  * fusing its own blocks (the same bits as one thread): a C loop with all
- * buffers on cache lines ran 1.4x faster, but in the cells, where the two
- * halves of the state, cell, output and gate rows share cache lines the
- * threads both write every step, two threads were no faster than one.
+ * buffers on cache lines and private gate rows ran 1.4x faster, but in the
+ * cells two threads were no faster than one (H = 128, T = 512). Not
+ * explained; a suspect: there the state, cell, output and gate rows are
+ * not aligned to the cut, so both threads write some of the same cache
+ * lines every step.
  */
 #include <stdint.h>
 
