@@ -28,13 +28,14 @@
 #include "crnn.h"
 #include "parallel.h"
 
-static int allok = 1;
+static int allok = 1, failures = 0;  /* failures: checks failed so far, for each test's own line */
 
 static void check(int ok, const char *what)
 {
     if (!ok) {
         printf("FAIL %s\n", what);
         allok = 0;
+        failures++;
     }
 }
 
@@ -87,6 +88,7 @@ static int rows_ok(int threads, ptrdiff_t B, int expect_split)
 
 static void test_rows(void)
 {
+    const int failed_before = failures;
     int ok = 1;
     for (int threads = 1; threads <= 2; threads++)
         for (ptrdiff_t B = 1; B <= MAX_ROWS; B++)
@@ -102,7 +104,7 @@ static void test_rows(void)
     }
     check(ok, "rows: repeated hand-overs, spinning and blocked");
     printf("%s rows          batches 1..%d, 1 and 2 threads, 20050 hand-overs\n",
-           allok ? "ok  " : "FAIL", MAX_ROWS);
+           failures == failed_before ? "ok  " : "FAIL", MAX_ROWS);
 }
 
 /* Rows cost 10 us on the caller's thread and 40 us on the worker's. */
@@ -126,13 +128,20 @@ static void test_split_follows_speeds(void)
 {
     fast_thread = pthread_self();
     ptrdiff_t caller_rows = 0;
-    for (int i = 0; i < 30; i++)
-        crnn_parallel_rows(2, slow_on_worker, &caller_rows, 20);
-    /* 4x faster: 16 of 20 rows, but for the clamp (18) and timing noise */
-    const int ok = caller_rows >= 13;
+    /* 4x faster: 16 of 20 rows, but for the clamp (18) and timing noise. On
+     * a shared virtual machine the host may stall either thread for
+     * milliseconds and so teach the split wrong speeds for a while: up to
+     * three rounds of 30 calls, the last call of one must show it. */
+    int ok = 0, rounds = 0;
+    while (!ok && rounds < 3) {
+        for (int i = 0; i < 30; i++)
+            crnn_parallel_rows(2, slow_on_worker, &caller_rows, 20);
+        ok = caller_rows >= 13;
+        rounds++;
+    }
     check(ok, "split follows the threads' speeds");
-    printf("%s split         a 4x slower worker gets %td of 20 rows\n", ok ? "ok  " : "FAIL",
-           20 - caller_rows);
+    printf("%s split         a 4x slower worker gets %td of 20 rows (round %d of at most 3)\n",
+           ok ? "ok  " : "FAIL", 20 - caller_rows, rounds);
     for (int i = 0; i < 30; i++)  /* and back to equal speeds */
         rows_ok(2, 16, 1);
 }
@@ -314,6 +323,7 @@ static void run_pair_call(void *arg)
  * one-thread BLAS both on the caller, in order. */
 static void test_pair(void)
 {
+    const int failed_before = failures;
     crnn_blas blas = settable_blas(2);
     pair_call a = { &blas, 0, 0, 0 }, b = { &blas, 0, 0, 0 };
     crnn_parallel_pair(&blas, run_pair_call, &a, &b);
@@ -327,7 +337,7 @@ static void test_pair(void)
     crnn_parallel_pair(&blas, run_pair_call, &c, &d);
     check(pthread_equal(c.thread, pthread_self()) && pthread_equal(d.thread, pthread_self())
           && fake_blas_threads == 1, "pair: a one-thread BLAS runs both on the caller");
-    printf("%s pair          two calls side by side, each as on one thread\n", allok ? "ok  " : "FAIL");
+    printf("%s pair          two calls side by side, each as on one thread\n", failures == failed_before ? "ok  " : "FAIL");
     fake_blas_threads = 2;
 }
 
@@ -403,13 +413,14 @@ static void team_member(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 
 static void test_team(void)
 {
+    const int failed_before = failures;
     team_job job = { { 0, 0 }, 1, { 0, 0 } };
     crnn_parallel_team(2, team_member, &job);
     check(job.ok && job.parts[0] == 1 && job.parts[1] == 1, "team: two members meet at every barrier");
     team_job alone = { { 0, 0 }, 1, { 0, 0 } };
     crnn_parallel_team(1, team_member, &alone);
     check(alone.parts[0] == 2, "team: one thread does both parts");
-    printf("%s team          two members in lock-step over %d barriers\n", allok ? "ok  " : "FAIL", 2 * TEAM_ROUNDS);
+    printf("%s team          two members in lock-step over %d barriers\n", failures == failed_before ? "ok  " : "FAIL", 2 * TEAM_ROUNDS);
 }
 
 /* A worker that spends its rows asleep looks like one kept off its core:
@@ -440,6 +451,7 @@ static void crowded_pair_splits(void)
 
 static void test_crowded_runs_alone(void)
 {
+    const int failed_before = failures;
     fast_thread = pthread_self();
     crnn_parallel_check_crowding(1);
     crnn_parallel_rows(2, sleepy_on_worker, NULL, 16);
@@ -451,7 +463,7 @@ static void test_crowded_runs_alone(void)
     crowded_pair_splits();
     crnn_parallel_check_crowding(0);
     check(rows_ok(2, 16, 1), "crowded: the split again once the check is off");
-    printf("%s crowded       a descheduled worker sends calls to the caller alone\n", allok ? "ok  " : "FAIL");
+    printf("%s crowded       a descheduled worker sends calls to the caller alone\n", failures == failed_before ? "ok  " : "FAIL");
 }
 
 /* A fake pool (crnn_parallel_use_pool): the second part on a thread of its
@@ -490,6 +502,7 @@ static int fake_pool_run(void (*part)(void *), void *parts, int stride)
  * the BLAS held at one thread, and on the worker when it does not. */
 static void test_pool(void)
 {
+    const int failed_before = failures;
     crnn_blas blas = settable_blas(2);
     crnn_parallel_use_pool(&blas, fake_pool_run);
     long pool0, worker0, pool1, worker1;
@@ -522,7 +535,7 @@ static void test_pool(void)
     crnn_parallel_use_pool(NULL, NULL);
     ok = rows_ok(2, 16, 1) && pool_runs == 2;
     check(ok, "pool: none set, the worker again");
-    printf("%s pool          splits on the BLAS's pool, the worker where it has none\n", allok ? "ok  " : "FAIL");
+    printf("%s pool          splits on the BLAS's pool, the worker where it has none\n", failures == failed_before ? "ok  " : "FAIL");
     fake_blas_threads = 2;
 }
 
