@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "crnn.h"  /* the public crnn_pack_* */
+#include "mv_panels.h"
 #include "rgemm.h"
 #include "vmath.h"
 
@@ -111,7 +112,8 @@ tile(const int MR, const int NP, ptrdiff_t K, const float *A, ptrdiff_t lda,
  * its K lines read in order, the products of k = 0, 1, 2, 3 (mod 4) summed
  * in four chains (chain 0 starting from c when accumulating) and the chains
  * added as (0 + 1) + (2 + 3) at the end (crnn_rgemm_mv_f32). The AVX-512
- * twin, tile512_mv, sums in the same order: the same bits whichever runs. */
+ * twin, tile512_mv (mv_panels.h), sums in the same order: the same bits
+ * whichever runs. */
 static inline __attribute__((always_inline)) AVX2_FMA void
 tile_mv(ptrdiff_t K, const float *a, const float *panel, float *c, ptrdiff_t ncols, int accumulate)
 {
@@ -262,33 +264,15 @@ static inline __attribute__((always_inline)) AVX512 void
 tile512_mv(const int NP, ptrdiff_t K, const float *a, const float *panel, float *c, ptrdiff_t ncols,
            int accumulate)
 {
-    __m512 acc[2][4];
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; p++) {
-        acc[p][0] = accumulate ? _mm512_maskz_loadu_ps(panel_mask(ncols - p * RGEMM_NR), c + p * RGEMM_NR)
-                               : _mm512_setzero_ps();
-        acc[p][1] = acc[p][2] = acc[p][3] = _mm512_setzero_ps();
-    }
-    const ptrdiff_t pstride = RGEMM_NR * K;
-    ptrdiff_t k = 0;
-    for (; k + 4 <= K; k += 4)
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) {
-            const __m512 ak = _mm512_set1_ps(a[k + q]);
-#pragma GCC unroll 2
-            for (int p = 0; p < NP; p++)
-                acc[p][q] = _mm512_fmadd_ps(ak, _mm512_load_ps(panel + p * pstride + (k + q) * RGEMM_NR), acc[p][q]);
-        }
-    for (int q = 0; k < K; k++, q++) {
-        const __m512 ak = _mm512_set1_ps(a[k]);
-#pragma GCC unroll 2
-        for (int p = 0; p < NP; p++)
-            acc[p][q] = _mm512_fmadd_ps(ak, _mm512_load_ps(panel + p * pstride + k * RGEMM_NR), acc[p][q]);
-    }
+    __m512 c0[2], out[2];
 #pragma GCC unroll 2
     for (int p = 0; p < NP; p++)
-        _mm512_mask_storeu_ps(c + p * RGEMM_NR, panel_mask(ncols - p * RGEMM_NR),
-                              _mm512_add_ps(_mm512_add_ps(acc[p][0], acc[p][1]), _mm512_add_ps(acc[p][2], acc[p][3])));
+        c0[p] = accumulate ? _mm512_maskz_loadu_ps(panel_mask(ncols - p * RGEMM_NR), c + p * RGEMM_NR)
+                           : _mm512_setzero_ps();
+    mv_panels_ps16(NP, K, a, panel, RGEMM_NR * K, c0, out);
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; p++)
+        _mm512_mask_storeu_ps(c + p * RGEMM_NR, panel_mask(ncols - p * RGEMM_NR), out[p]);
 }
 
 static AVX512 void rgemm_mv_avx512(ptrdiff_t N, ptrdiff_t K, const float *a, const float *Wp, int accumulate,

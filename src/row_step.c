@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "crnn.h"  /* the gate blocks' order */
+#include "mv_panels.h"
 #include "row_step.h"
 #include "rgemm.h"
 #include "vmath.h"
@@ -61,38 +62,14 @@ int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float 
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 
-/* pre[q] = a @ (panel q).T (+ c0[q]) for the G panels of one block of 16
- * units: gate q's panel starts at Wp + q * H * K (the block's offset in
- * it already applied by the caller). Per gate, crnn_rgemm_mv_f32's sums:
- * k mod 4 chains, chain 0 from c0, (0 + 1) + (2 + 3). */
+/* pre[q] = a @ (panel q).T + c0[q] for the G gates' panels of one block
+ * of 16 units: gate q's at Wp + q * H * K (the block's offset already
+ * applied by the caller), summed as the one-row product sums (mv_panels.h). */
 static inline __attribute__((always_inline)) AVX512 void
 gate_panels(const int G, ptrdiff_t H, ptrdiff_t K, const float *a, const float *Wp, const __m512 *c0,
             __m512 *pre)
 {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int q = 0; q < G; q++) {
-        acc[q][0] = c0[q];
-        acc[q][1] = acc[q][2] = acc[q][3] = _mm512_setzero_ps();
-    }
-    ptrdiff_t k = 0;
-    for (; k + 4 <= K; k += 4)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            const __m512 ak = _mm512_set1_ps(a[k + j]);
-#pragma GCC unroll 4
-            for (int q = 0; q < G; q++)
-                acc[q][j] = _mm512_fmadd_ps(ak, _mm512_load_ps(Wp + q * H * K + (k + j) * RGEMM_NR), acc[q][j]);
-        }
-    for (int j = 0; k < K; k++, j++) {
-        const __m512 ak = _mm512_set1_ps(a[k]);
-#pragma GCC unroll 4
-        for (int q = 0; q < G; q++)
-            acc[q][j] = _mm512_fmadd_ps(ak, _mm512_load_ps(Wp + q * H * K + k * RGEMM_NR), acc[q][j]);
-    }
-#pragma GCC unroll 4
-    for (int q = 0; q < G; q++)
-        pre[q] = _mm512_add_ps(_mm512_add_ps(acc[q][0], acc[q][1]), _mm512_add_ps(acc[q][2], acc[q][3]));
+    mv_panels_ps16(G, K, a, Wp, H * K, c0, pre);
 }
 
 /* sum_biases' b_ih[k] + b_hh[k] (lstm.c) for 16 k from at, NULL as zeros */
