@@ -279,9 +279,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
 {
     const ptrdiff_t T = d->steps, B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
     const int rev = d->reverse != 0;
-    real *b_ih = workspace, *b_hh = workspace + GH;
-    copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
-    copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
+    real *b_ih = workspace, *b_hh = workspace + GH;  /* the biases, zeros without; filled below */
     real *hw = workspace + 2 * GH;                    /* (B, 3H) */
 
     /* Tape regions (training only). */
@@ -338,14 +336,17 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
 
     /* A stream's step (inference, T = B = 1, valid), where both products
      * would take the matrix-vector kernel: [F1] too in the fused pass
-     * (row_step.h), the same bits. h_n holds h0 by now. */
+     * (row_step.h), the same bits; it reads the biases where they are.
+     * h_n holds h0 by now. */
     if (tape == NULL && T == 1 && B == 1 && threads == 1 && step_valid(lengths, 0, 0)
         && FN(row_step_pays)(3, H, W_hh_packed) && FN(row_step_input_pays)(3, H, I, W_ih_packed)
         && apart(y, h_n, (size_t)H * sizeof(real))) {
-        FN(gru_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, b_ih, b_hh, xw, hw + 2 * H, y);
+        FN(gru_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, hw + 2 * H, y);
         memcpy(h_n, y, (size_t)H * sizeof(real));
         return;
     }
+    copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
+    copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
 
     if (train_split)
         crnn_parallel_blas_solo_begin(blas);

@@ -62,6 +62,25 @@ int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float 
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 
+/* Blocks run forward on one step and backward on the next. A step's W_ih
+ * and W_hh panels do not fit L1 (a stream's LSTM of I = 32, H = 64: 96 KiB
+ * against 48), so in one direction every step reads them all from L2; back
+ * and forth, a step starts on the panels the previous one read last, still
+ * in L1. Each block's sums are its own, so the order does not change a
+ * bit. The turn is per thread (a stream's steps are separate calls);
+ * initial-exec: no call to find it. Measured in place against always
+ * forward (one process, alternating, 1 thread, medians): a stream's step
+ * (I = 32, H = 64) 1-4% faster for LSTM and 5-6% for GRU, sequences of
+ * 512 steps (I = 64, H = 128) 2-6%: less than L1 hits on half of the
+ * panels would give; not looked into further. */
+static _Thread_local unsigned turn __attribute__((tls_model("initial-exec")));
+
+/* The first unit of the j-th block of 16 this step visits. */
+static inline ptrdiff_t block_unit(int backward, ptrdiff_t H, ptrdiff_t j)
+{
+    return backward ? H - RGEMM_NR - j : j;
+}
+
 /* pre[q] = a @ (panel q).T + c0[q] for the G gates' panels of one block
  * of 16 units: gate q's at Wp + q * H * K (the block's offset already
  * applied by the caller), summed as the one-row product sums (mv_panels.h). */
@@ -72,12 +91,18 @@ gate_panels(const int G, ptrdiff_t H, ptrdiff_t K, const float *a, const float *
     mv_panels_ps16(G, K, a, Wp, H * K, c0, pre);
 }
 
-/* sum_biases' b_ih[k] + b_hh[k] (lstm.c) for 16 k from at, NULL as zeros */
+/* 16 elements of a bias from at; NULL (no bias) as the zeros the cells
+ * would add */
+static inline __attribute__((always_inline)) AVX512 __m512 bias16(const float *b, ptrdiff_t at)
+{
+    return b != NULL ? _mm512_loadu_ps(b + at) : _mm512_setzero_ps();
+}
+
+/* sum_biases' b_ih[k] + b_hh[k] (lstm.c) for 16 k from at */
 static inline __attribute__((always_inline)) AVX512 __m512 bias_sum(const float *b_ih, const float *b_hh,
                                                                     ptrdiff_t at)
 {
-    return _mm512_add_ps(b_ih != NULL ? _mm512_loadu_ps(b_ih + at) : _mm512_setzero_ps(),
-                         b_hh != NULL ? _mm512_loadu_ps(b_hh + at) : _mm512_setzero_ps());
+    return _mm512_add_ps(bias16(b_ih, at), bias16(b_hh, at));
 }
 
 /* lstm_step's [F2]-[F3] for one row (lstm.c), in blocks of 16 units:
@@ -89,7 +114,9 @@ static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I
                                         float *h_new)
 {
     const __m512 zero[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-    for (ptrdiff_t u = 0; u < H; u += RGEMM_NR) {
+    const int backward = turn++ & 1;
+    for (ptrdiff_t j = 0; j < H; j += RGEMM_NR) {
+        const ptrdiff_t u = block_unit(backward, H, j);
         __m512 pre[4], c0[4];
         if (x != NULL)  /* [F1] here: x_t W_ih^T, then [F2] adds to it */
             gate_panels(4, H, I, x, Wp_ih + u * I, zero, c0);
@@ -121,7 +148,9 @@ static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I,
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 zero[3] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-    for (ptrdiff_t u = 0; u < H; u += RGEMM_NR) {
+    const int backward = turn++ & 1;
+    for (ptrdiff_t j = 0; j < H; j += RGEMM_NR) {
+        const ptrdiff_t u = block_unit(backward, H, j);
         const ptrdiff_t r_at = CRNN_GRU_R * H + u, z_at = CRNN_GRU_Z * H + u, n_at = CRNN_GRU_N * H + u;
         __m512 xw[3], hw[3];
         if (x != NULL) {  /* [F1] here: x_t W_ih^T */
@@ -132,12 +161,12 @@ static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I,
             xw[CRNN_GRU_N] = _mm512_loadu_ps(gates + n_at);
         }
         gate_panels(3, H, H, h_prev, Wp + u * H, zero, hw);
-        const __m512 r = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_R], _mm512_loadu_ps(b_ih + r_at)),
-                                                    _mm512_add_ps(hw[CRNN_GRU_R], _mm512_loadu_ps(b_hh + r_at))));
-        const __m512 z = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_Z], _mm512_loadu_ps(b_ih + z_at)),
-                                                    _mm512_add_ps(hw[CRNN_GRU_Z], _mm512_loadu_ps(b_hh + z_at))));
-        const __m512 hn_u = _mm512_add_ps(hw[CRNN_GRU_N], _mm512_loadu_ps(b_hh + n_at));
-        const __m512 n = tanh_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_N], _mm512_loadu_ps(b_ih + n_at)),
+        const __m512 r = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_R], bias16(b_ih, r_at)),
+                                                    _mm512_add_ps(hw[CRNN_GRU_R], bias16(b_hh, r_at))));
+        const __m512 z = sigmoid_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_Z], bias16(b_ih, z_at)),
+                                                    _mm512_add_ps(hw[CRNN_GRU_Z], bias16(b_hh, z_at))));
+        const __m512 hn_u = _mm512_add_ps(hw[CRNN_GRU_N], bias16(b_hh, n_at));
+        const __m512 n = tanh_ps16(_mm512_add_ps(_mm512_add_ps(xw[CRNN_GRU_N], bias16(b_ih, n_at)),
                                                  _mm512_mul_ps(r, hn_u)));
         _mm512_storeu_ps(gates + r_at, r);
         _mm512_storeu_ps(gates + z_at, z);

@@ -55,8 +55,8 @@ void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const floa
                             const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
                             float *c_out, float *h_new);
 
-/* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) (zeros
- * without bias); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
+/* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) or NULL
+ * (zeros, added as gru.c adds them); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
  * (1 - z) * n + z * h_prev. */
 void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
