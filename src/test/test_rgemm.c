@@ -15,7 +15,10 @@
  *    gives the bits of the full call: results do not depend on how callers
  *    split the columns;
  *  - W packed off a cache line (other tiles at M <= 2) gives the same bits;
- *  - the packing of a transposed W (CRNN_NO_TRANS) equals that of W;
+ *  - the packing of W and of its transpose (CRNN_NO_TRANS) is the layout
+ *    of rgemm.h, element by element, for whole and partial panels and
+ *    16-column blocks with remainders (the AVX-512 packing transposes
+ *    16 x 16 blocks);
  *  - the one-row kernel (crnn_rgemm_mv_f32, float32) against the plain
  *    product, and the same bits on and off a cache line.
  * Where the CPU has no kernel (no AVX2/FMA for float32, no AVX-512 for
@@ -174,7 +177,8 @@ static void check_mv(ptrdiff_t N, ptrdiff_t K, int accumulate)
 }
 #endif
 
-/* Packing W (N, K) and its transpose (K, N) gives the same copy. */
+/* Packing W (N, K) and its transpose (K, N) gives the same copy, and that
+ * copy is the layout of rgemm.h, element by element, zeros included. */
 static void FN(check_pack_transposed)(ptrdiff_t N, ptrdiff_t K)
 {
     unsigned long state = 99;
@@ -187,6 +191,14 @@ static void FN(check_pack_transposed)(ptrdiff_t N, ptrdiff_t K)
     FN(crnn_rgemm_pack)(N, K, CRNN_TRANS, W, Wp);
     FN(crnn_rgemm_pack)(N, K, CRNN_NO_TRANS, WT, WTp);
     check(memcmp(Wp, WTp, size * sizeof(real)) == 0, "packing the transpose differs", 0, N, K, 0);
+    int layout = 1;
+    for (ptrdiff_t p = 0; p * RGEMM_NR < N; p++)
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (ptrdiff_t c = 0; c < RGEMM_NR; c++) {
+                const ptrdiff_t n = p * RGEMM_NR + c;
+                layout &= Wp[p * RGEMM_NR * K + k * RGEMM_NR + c] == (n < N ? W[n * K + k] : (real)0);
+            }
+    check(layout, "packed copy is not the layout of rgemm.h", 0, N, K, 0);
     free(W);
     free(WT);
     free(Wp);
@@ -244,9 +256,14 @@ int main(void)
             for (size_t l = 0; l < sizeof mv_Ks / sizeof *mv_Ks; l++)
                 for (int accumulate = 0; accumulate < 2; accumulate++)
                     check_mv(mv_Ns[j], mv_Ks[l], accumulate);
-    check_pack_transposed_f32(37, 21);
-    check_pack_transposed_f64(37, 21);
-    printf("test_rgemm: %s: %d products (float32 %s, float64 %s), packing transposed\n",
+    /* whole and partial panels, 16-column blocks of W and their remainders */
+    static const ptrdiff_t pack_Ns[] = { 1, 15, 16, 17, 37, 48, 100 }, pack_Ks[] = { 1, 15, 16, 17, 21, 64, 130 };
+    for (size_t j = 0; j < sizeof pack_Ns / sizeof *pack_Ns; j++)
+        for (size_t l = 0; l < sizeof pack_Ks / sizeof *pack_Ks; l++) {
+            check_pack_transposed_f32(pack_Ns[j], pack_Ks[l]);
+            check_pack_transposed_f64(pack_Ns[j], pack_Ks[l]);
+        }
+    printf("test_rgemm: %s: %d products (float32 %s, float64 %s), packing (and of the transpose)\n",
            allok ? "all ok" : "FAILED", products, f32 ? "checked" : "skipped: no kernel",
            f64 ? "checked" : "skipped: no kernel");
     return allok ? 0 : 1;
