@@ -25,8 +25,12 @@ from .workloads import Row
 
 CONTENDERS = ("crnn_c", "crnn_numpy", "torch", "ort", "nploop")
 PEERS = ("torch", "ort", "nploop")
+# crnn C on fewer threads than its section (the run's lowest count), timed in the
+# same rows, interleaved: the thread-scaling verdicts compare it with crnn C there,
+# in the same minutes, not with the lower section's row run minutes before.
+FEWER = "crnn_c_fewer"
 LABEL = {"crnn_c": "crnn C", "crnn_numpy": "crnn NumPy", "torch": "torch", "ort": "ORT",
-         "nploop": "NumPy loop"}
+         "nploop": "NumPy loop", FEWER: "crnn C, fewer threads"}
 VERIFY_STEPS = 16          # stream: steps compared against crnn's whole-sequence call
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
@@ -90,15 +94,43 @@ def _state_dict_out(prefix, state, cell):
 
 
 # ------------------------------------------------------------------ crnn
-def build_crnn(data: RowData, backend: str) -> Prepared:
+@contextlib.contextmanager
+def _crnn_threads(n):
+    """crnn and the BLAS pools on n threads (torch, ORT untouched), the section's counts after."""
+    import crnn
+    from threadpoolctl import threadpool_limits
+    before = crnn.get_num_threads()
+    with threadpool_limits(limits=n, user_api="blas"):
+        crnn.set_num_threads(n)
+        try:
+            yield
+        finally:
+            crnn.set_num_threads(before)
+
+
+def build_crnn(data: RowData, backend: str, threads: int | None = None) -> Prepared:
+    """crnn on `backend`; with `threads`, the FEWER contender: crnn C on that many
+    threads (and the BLAS's pools too) for its samples, whatever the section's count."""
     import crnn
     if backend not in crnn.available_backends():
         raise Skip("C extension not available")
     row = data.row
     layer = _crnn_layer(row)
     layer.load_state_dict(data.params)
-    ctx = lambda: crnn.use_backend(backend)   # noqa: E731
-    name = "crnn_c" if backend == "c" else "crnn_numpy"
+    if threads is None:
+        ctx = lambda: crnn.use_backend(backend)   # noqa: E731
+        name = "crnn_c" if backend == "c" else "crnn_numpy"
+    else:
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            raise Skip("threadpoolctl not installed") from None
+
+        @contextlib.contextmanager
+        def ctx():
+            with crnn.use_backend(backend), _crnn_threads(threads):
+                yield
+        name = FEWER
     x, dy = data.x, data.dy
     if _is_stream(row):
         return _crnn_stream(name, layer, data, ctx)
@@ -380,8 +412,11 @@ def build_nploop(data: RowData) -> Prepared:
 
 
 def build(name: str, data: RowData, threads: int) -> Prepared:
+    """Contender `name` on the row; FEWER runs on `threads` threads, the others on the section's."""
     if name == "crnn_c":
         return build_crnn(data, "c")
+    if name == FEWER:
+        return build_crnn(data, "c", threads)
     if name == "crnn_numpy":
         return build_crnn(data, "numpy")
     if name == "torch":

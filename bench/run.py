@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 
 from . import targets as tg
-from .contenders import (CONTENDERS, LABEL, Skip, VerificationError, build, make_row_data,
+from .contenders import (CONTENDERS, FEWER, LABEL, Skip, VerificationError, build, make_row_data,
                          reference_outputs, verify)
 from .workloads import DEFAULT_ROWS, EXTRA_SECTIONS, WORKLOADS, Row, rows_for
 
@@ -229,12 +229,14 @@ def run_row(row, threads, subject, args, ceiling):
     data = make_row_data(row)
     ref = reference_outputs(data, subject)
     prepared, notes, errors = [], {}, {}
-    for name in CONTENDERS:
+    # above the run's lowest thread count, crnn C at that count too, in the same rounds
+    fewer = (FEWER,) if subject == "crnn_c" and threads > min(args.threads) else ()
+    for name in CONTENDERS + fewer:
         if name in args.skip:
             notes[name] = "left out (--skip)"
             continue
         try:
-            prep = build(name, data, threads)
+            prep = build(name, data, min(args.threads) if name == FEWER else threads)
         except Skip as s:
             notes[name] = str(s)
             continue
@@ -283,6 +285,9 @@ def print_row(rec, subject):
     for name in CONTENDERS:
         t = rec["times"].get(name)
         parts.append(f"{LABEL[name]} {fmt_time(t, unit) if t else '-':>7}")
+    t = rec["times"].get(FEWER)
+    if t:
+        parts.append(f"{LABEL[FEWER]} {fmt_time(t, unit):>7}")
     sp = rec.get("speedup")
     parts.append(f"[{unit}]  {'%.2fx' % sp if sp else '-':>6} vs {LABEL.get(rec['best_peer'], '-')}")
     if rec.get("rounds") != rec.get("rounds_requested"):
@@ -482,13 +487,17 @@ def thread_scaling(results, rows, subject, thread_counts):
     lo, hi = str(min(thread_counts)), str(max(thread_counts))
     by = {n: {r["key"]: r for r in results["threads"][n]["rows"]} for n in (lo, hi)}
     out = []
-    print(f"\n== thread scaling, {LABEL[subject]}: {lo} -> {hi} threads")
+    print(f"\n== thread scaling, {LABEL[subject]}: {lo} -> {hi} threads (judged in the {hi}-thread rows, where "
+          f"{lo} thread(s) ran interleaved with them)")
     for row in rows:
         t1 = by[lo].get(row.key, {}).get("times", {}).get(subject)
         t2 = by[hi].get(row.key, {}).get("times", {}).get(subject)
-        tt = tg.thread_targets(row, t1, t2)
+        # the verdict compares the two counts timed in the same rounds; the lower
+        # section's time (minutes earlier) only where that is missing
+        t1_same = by[hi].get(row.key, {}).get("times", {}).get(FEWER)
+        tt = tg.thread_targets(row, t1_same if t1_same is not None else t1, t2)
         probes = [by[n].get(row.key, {}).get("probe") for n in (lo, hi)]
-        out.append({"key": row.key, "t_lo": t1, "t_hi": t2, "targets": tt,
+        out.append({"key": row.key, "t_lo": t1, "t_lo_same_row": t1_same, "t_hi": t2, "targets": tt,
                     "probe_lo": median_or_none(probes[0]), "probe_hi": median_or_none(probes[1])})
         print(f"  {row.key:<34} {tt[0][2]:>8} -> {tg.summarize(tt)}")
     return out

@@ -22,7 +22,7 @@ if ROOT not in sys.path:
     sys.path.append(ROOT)
 
 from bench import run as bench_run  # noqa: E402
-from bench.contenders import (VerificationError, build, make_row_data, reference_outputs,  # noqa: E402
+from bench.contenders import (FEWER, VerificationError, build, make_row_data, reference_outputs,  # noqa: E402
                               verify)
 from bench.workloads import rows_for  # noqa: E402
 
@@ -50,6 +50,20 @@ def test_every_installed_contender_agrees_with_crnn(workload):
         rec = bench_run.run_row(row, 1, subject, args, None)     # raises VerificationError on disagreement
         checked = set(rec["verify_max_rel_error"])
         assert expected_contenders(row.mode) <= checked, (row.key, rec["notes"])
+
+
+@pytest.mark.skipif("c" not in crnn.available_backends(), reason="needs the C extension")
+@pytest.mark.parametrize("workload", ["tiny", "stream"])
+def test_rows_above_the_lowest_thread_count_also_time_crnn_at_it(workload):
+    # the thread-scaling verdicts compare crnn C at both counts within the same rows
+    pytest.importorskip("threadpoolctl")
+    args = bench_run.parse_args(["--quick", "--verify-only", "--rows", workload, "--threads", "1,2"])
+    before = crnn.get_num_threads()
+    for row in rows_for([workload]):
+        assert FEWER not in bench_run.run_row(row, 1, "crnn_c", args, None)["verify_max_rel_error"]
+        rec = bench_run.run_row(row, 2, "crnn_c", args, None)     # raises VerificationError on disagreement
+        assert FEWER in rec["verify_max_rel_error"], (row.key, rec["notes"])
+    assert crnn.get_num_threads() == before      # its samples' thread count does not leak
 
 
 def test_verification_fails_loudly_on_wrong_weights():
