@@ -68,11 +68,18 @@ int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float 
  * and forth, a step starts on the panels the previous one read last, still
  * in L1. Each block's sums are its own, so the order does not change a
  * bit. The turn is per thread (a stream's steps are separate calls);
- * initial-exec: no call to find it. Measured in place against always
- * forward (one process, alternating, 1 thread, medians): a stream's step
- * (I = 32, H = 64) 1-4% faster for LSTM and 5-6% for GRU, sequences of
- * 512 steps (I = 64, H = 128) 2-6%: less than L1 hits on half of the
- * panels would give; not looked into further. */
+ * initial-exec: no call to find it.
+ *
+ * Measured against always forward, 1 thread, medians: in place (one
+ * process, alternating) a stream's step (I = 32, H = 64) 1-4% faster for
+ * LSTM and 5-6% for GRU, sequences of 512 steps (I = 64, H = 128) 2-6%; a
+ * C loop of the stream's fused step -1% to 23% over three runs per cell (a
+ * plain read of 96 KiB back and forth against forward only: 1.33x). It
+ * pays because a block (G panels of W_ih and W_hh) fits L1. The one-row
+ * product of rgemm.c visiting its groups of 4 panels back and forth on
+ * every other call, whose groups do not (LSTM training, T = 512, H = 128:
+ * the backward's W_hh of 256 KiB in groups of 128 KiB, each read k
+ * first), made the training call 1-4% slower, and was not kept. */
 static _Thread_local unsigned turn __attribute__((tls_model("initial-exec")));
 
 /* The first unit of the j-th block of 16 this step visits. */
