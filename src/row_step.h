@@ -14,7 +14,7 @@
  * from the gates' value, added as (0 + 1) + (2 + 3); crnn_rgemm_mv_f32),
  * and the activations are vmath's own lane kernels (vmath_ps16.h) on the
  * same values, the pointwise arithmetic in the cells' order without FMA.
- * src/test/test_core.c checks it against the AVX2 path, which never fuses.
+ * src/test/test_row_step.c checks it against the AVX2 path, which never fuses.
  *
  * Only where crnn_row_step_pays(): float32 on the AVX-512 path (vmath.h),
  * H a multiple of 16, W_hh packed on a cache line, and a shape where the
