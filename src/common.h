@@ -584,19 +584,100 @@ typedef struct {
  * chunks of Tc steps, each chunk handed to fn (a team function, parallel.h)
  * on `threads` threads after *span (inside job) is set to it. With two
  * threads the BLAS gives one per call meanwhile (train_threads). */
+static inline void back_span_at(back_span *span, ptrdiff_t T, ptrdiff_t Tc, int reverse, ptrdiff_t kend)
+{
+    span->kend = kend;
+    span->nt = Tc < kend + 1 ? Tc : kend + 1;
+    span->t0 = reverse ? T - 1 - kend : kend + 1 - span->nt;
+}
+
 static inline void run_backward_chunks(const crnn_blas *blas, int threads, ptrdiff_t T, ptrdiff_t Tc, int reverse,
                                        crnn_rows_fn fn, void *job, back_span *span)
 {
     if (threads > 1)
         crnn_parallel_blas_solo_begin(blas);
     for (ptrdiff_t kend = T - 1; kend >= 0; kend -= Tc) {
-        span->kend = kend;
-        span->nt = Tc < kend + 1 ? Tc : kend + 1;
-        span->t0 = reverse ? T - 1 - kend : kend + 1 - span->nt;
+        back_span_at(span, T, Tc, reverse, kend);
         crnn_parallel_team(threads, fn, job);
     }
     if (threads > 1)
         crnn_parallel_blas_solo_end(blas);
+}
+
+/* ---- the backward of a small batch on two threads: a pipeline ----
+ *
+ * A batch too small to split by rows (B < PARALLEL_MIN_B; a single
+ * sequence, say) runs its steps on one core, and each chunk's products
+ * (dx and the weight gradients: a third to a half of the pass) wait for
+ * them. On two threads the steps still run on one member, chunk after
+ * chunk, while the other computes the products of the chunk before: two
+ * buffers of gate gradients, each of half the chunk the workspace holds,
+ * taken in turn. The last chunk's products are split between the two.
+ * Alone (the worker busy), a member runs the same chunks in the same
+ * order, each chunk's products after the next chunk's steps: the same
+ * bits. Against one thread, whose chunks are twice as long or more, the
+ * weight gradients are summed in other groups: they agree to rounding. */
+enum { PIPE_CHUNKS = 8, PIPE_MIN_ROWS = 32 };
+#define PIPE_MIN_MACS (8.0 * 1024 * 1024)
+
+/* The pipeline's chunk, for a pass of T steps whose workspace holds chunks
+ * of Tc; 0 where it does not run (the BLAS at one thread or without
+ * set_num_threads, batches that split by rows, too little work, or fewer
+ * than three chunks). N = G*H the gates, K the recurrent product's columns. */
+static inline ptrdiff_t pipe_chunk_steps(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N,
+                                         ptrdiff_t K, ptrdiff_t Tc)
+{
+    if (blas->set_num_threads == NULL || blas_threads(blas) < 2 || B >= PARALLEL_MIN_B
+        || (double)T * B * N * (I + K) < PIPE_MIN_MACS)
+        return 0;
+    ptrdiff_t n = (T + PIPE_CHUNKS - 1) / PIPE_CHUNKS;
+    const ptrdiff_t tall = (PIPE_MIN_ROWS + B - 1) / B;
+    if (n < tall)
+        n = tall;
+    if (n > Tc / 2)
+        n = Tc / 2;
+    return n >= 1 && T >= 3 * n ? n : 0;
+}
+
+/* One backward pass as that pipeline. job[0] and job[1] are two copies of
+ * a cell's chunk job, each with its own gate-gradient buffer and span;
+ * steps(job) runs the steps of its span on every row (on the running
+ * gradients, which only this member touches), grads(job, p0, p1) its
+ * products as a team function (parallel.h; alone [0, 2)). */
+typedef struct {
+    void *job[2];
+    back_span *span[2];
+    void (*steps)(void *job);
+    crnn_rows_fn grads;
+    ptrdiff_t T, Tc;
+    int reverse;
+} back_pipe;
+
+/* Member 0 runs the steps of chunk i while member 1 runs the products of
+ * chunk i - 1; they meet after each. Chunk i writes buffer i % 2, which
+ * chunk i - 2's products, done before the last meeting, read. */
+static inline void back_pipe_team(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const back_pipe *bp = arg;
+    const ptrdiff_t n = (bp->T + bp->Tc - 1) / bp->Tc;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        if (p0 == 0) {
+            back_span_at(bp->span[i % 2], bp->T, bp->Tc, bp->reverse, bp->T - 1 - i * bp->Tc);
+            bp->steps(bp->job[i % 2]);
+        }
+        if (p1 == 2 && i >= 1)
+            bp->grads(bp->job[(i - 1) % 2], 0, 2);
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+    }
+    bp->grads(bp->job[(n - 1) % 2], p0, p1);
+}
+
+static inline void run_backward_pipe(const crnn_blas *blas, back_pipe *bp)
+{
+    crnn_parallel_blas_solo_begin(blas);
+    crnn_parallel_pipeline(2, back_pipe_team, bp);
+    crnn_parallel_blas_solo_end(blas);
 }
 
 /* ---- argument checks ---- */

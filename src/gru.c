@@ -559,19 +559,35 @@ static void FN(gru_back_rows)(const FN(gru_back_chunk) *c, ptrdiff_t b0, ptrdiff
     }
 }
 
+static void FN(gru_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1);
+
 /* The chunk on a team of two (parallel.h): the steps on each member's half
  * of the rows, then, once both are done, [B3] split between them. Alone
  * ([0, 2)): all of it. */
 static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(gru_back_chunk) *c = arg;
-    const crnn_gru_desc *d = c->d;
-    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
     ptrdiff_t b0, b1;
-    team_half(p0, p1, B, &b0, &b1);
+    team_half(p0, p1, c->d->batch, &b0, &b1);
     FN(gru_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
+    FN(gru_back_grads)(arg, p0, p1);
+}
+
+/* The pipeline's (common.h) two parts: the chunk's steps on every row, and
+ * its [B3] as a team function. */
+static void FN(gru_back_steps)(void *arg)
+{
+    const FN(gru_back_chunk) *c = arg;
+    FN(gru_back_rows)(c, 0, c->d->batch);
+}
+
+static void FN(gru_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(gru_back_chunk) *c = arg;
+    const crnn_gru_desc *d = c->d;
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
     const ptrdiff_t rows = c->span.nt * B;
     const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
     const real *gates = c->ws_gates + c->span.t0 * B * GH;
@@ -616,10 +632,12 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
     const int threads = train_threads(blas, T, B, I, GH, H);  /* common.h */
+    /* a batch too small to split: the steps and the products side by side (common.h) */
+    const ptrdiff_t pipe_Tc = pipe_chunk_steps(blas, T, B, I, GH, H, Tc);
     /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, threads > 1, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(H, GH));
 
@@ -628,7 +646,16 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_hn, ws_h,
                                  dpre_x, dpre_h_t, dh, dx, grads, { 0, 0, 0 },
                                  train_split_shape(T, B, I, GH, H) };
-    run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(gru_back_team), &chunk, &chunk.span);
+    if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre_x */
+        FN(gru_back_chunk) second = chunk;
+        chunk.halves = second.halves = 1;
+        second.dpre_x = dpre_x + pipe_Tc * B * GH;
+        back_pipe pipe = { { &chunk, &second }, { &chunk.span, &second.span }, FN(gru_back_steps),
+                           FN(gru_back_grads), T, pipe_Tc, d->reverse != 0 };
+        run_backward_pipe(blas, &pipe);
+    } else {
+        run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(gru_back_team), &chunk, &chunk.span);
+    }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * H) * sizeof(real));
     return CRNN_OK;

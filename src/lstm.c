@@ -637,20 +637,36 @@ static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdi
     }
 }
 
+static void FN(lstm_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1);
+
 /* The chunk on a team of two (parallel.h): the steps on each member's half
  * of the rows, then, once both are done, [B4] split between them. Alone
  * ([0, 2)): all of it. */
 static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(lstm_back_chunk) *c = arg;
+    ptrdiff_t b0, b1;
+    team_half(p0, p1, c->d->batch, &b0, &b1);
+    FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * c->d->hidden_size);
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+    FN(lstm_back_grads)(arg, p0, p1);
+}
+
+/* The pipeline's (common.h) two parts: the chunk's steps on every row, and
+ * its [B4] as a team function. */
+static void FN(lstm_back_steps)(void *arg)
+{
+    const FN(lstm_back_chunk) *c = arg;
+    FN(lstm_back_rows)(c, 0, c->d->batch, c->scratch);
+}
+
+static void FN(lstm_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(lstm_back_chunk) *c = arg;
     const crnn_lstm_desc *d = c->d;
     const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, P = lstm_P(d);
     const int rev = d->reverse != 0;
-    ptrdiff_t b0, b1;
-    team_half(p0, p1, B, &b0, &b1);
-    FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * H);
-    if (p1 - p0 == 1)
-        crnn_parallel_barrier(p0);
     const ptrdiff_t rows = c->span.nt * B;
     const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, rev) * B * P;
     const real *r = c->ws_r != NULL ? c->ws_r + c->span.t0 * B * H : NULL;
@@ -700,10 +716,12 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* split over two threads (common.h): without projection, whose [B1]
      * calls the BLAS per step */
     const int threads = proj ? 1 : train_threads(blas, T, B, I, GH, P);
+    /* a batch too small to split: the steps and the products side by side (common.h) */
+    const ptrdiff_t pipe_Tc = proj ? 0 : pipe_chunk_steps(blas, T, B, I, GH, P, Tc);
     /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, threads > 1, CRNN_NO_TRANS, w->W_hh,
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
                                         workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
                                             - crnn_rgemm_packed_size(P, GH));
 
@@ -712,7 +730,16 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_c, ws_h,
                                   proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, { 0, 0, 0 },
                                   !proj && train_split_shape(T, B, I, GH, P) };
-    run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(lstm_back_team), &chunk, &chunk.span);
+    if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */
+        FN(lstm_back_chunk) second = chunk;
+        chunk.halves = second.halves = 1;
+        second.dpre = dpre + pipe_Tc * B * GH;
+        back_pipe pipe = { { &chunk, &second }, { &chunk.span, &second.span }, FN(lstm_back_steps),
+                           FN(lstm_back_grads), T, pipe_Tc, d->reverse != 0 };
+        run_backward_pipe(blas, &pipe);
+    } else {
+        run_backward_chunks(blas, threads, T, Tc, d->reverse != 0, FN(lstm_back_team), &chunk, &chunk.span);
+    }
     if (dh0 != NULL)
         memcpy(dh0, dh, (size_t)(B * P) * sizeof(real));
     if (dc0 != NULL)

@@ -321,16 +321,17 @@ static int split_on_pool(crnn_rows_fn fn, void *job, ptrdiff_t at, ptrdiff_t B, 
 }
 
 /* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
- * halves are fixed by its job, not by the measured speeds). judge = 0
+ * halves are fixed by its job, not by the measured speeds). heed = 0
  * (crnn_parallel_pair) splits even while calls are sent to the caller
- * alone, and its jobs count neither way toward crowding: see there. */
-static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int judge)
+ * alone; judge = 0 (pairs, pipelines) counts the job neither way toward
+ * crowding: see there. */
+static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int heed, int judge)
 {
     if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
         fn(job, 0, B);
         return;
     }
-    if (judge && now_ns() < worker.alone_until) {
+    if (heed && now_ns() < worker.alone_until) {
         pthread_mutex_unlock(&worker.claim);
         fn(job, 0, B);
         return;
@@ -367,12 +368,21 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
 
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
 {
-    split(threads, fn, job, B, 1, 1);
+    split(threads, fn, job, B, 1, 1, 1);
 }
 
 void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
 {
-    split(threads, fn, job, 2, 0, 1);
+    split(threads, fn, job, 2, 0, 1, 1);
+}
+
+/* A pipeline's second member waits, by design, whenever its part of a
+ * stage is shorter than the first's: its share of CPU time says nothing
+ * about other threads on the cores. So it heeds the back-off that row
+ * splits and teams set, but does not feed it. */
+void crnn_parallel_pipeline(int threads, crnn_rows_fn fn, void *job)
+{
+    split(threads, fn, job, 2, 0, 1, 0);
 }
 
 void crnn_parallel_barrier(ptrdiff_t member)
@@ -456,7 +466,7 @@ void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b
         return;
     }
     crnn_parallel_blas_solo_begin(blas);
-    split(2, pair_members, &job, 2, 0, 0);
+    split(2, pair_members, &job, 2, 0, 0, 0);
     crnn_parallel_blas_solo_end(blas);
 }
 

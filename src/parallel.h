@@ -52,6 +52,12 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
  * other member has called it as many times. */
 void crnn_parallel_barrier(ptrdiff_t p0);
 
+/* crnn_parallel_team for a pipeline, whose members take turns waiting on
+ * each other at its barriers (a small batch's backward pass: common.h):
+ * the same, except that its jobs never count toward the back-off below
+ * (a member waiting at a barrier looks like a thread short of a core). */
+void crnn_parallel_pipeline(int threads, crnn_rows_fn fn, void *job);
+
 /* Two independent calls at once, one per core: the two directions of a
  * bidirectional layer, each a whole sequence of its own. A call's own splits
  * (rows, units, team inputs) cut it into halves that meet every step or

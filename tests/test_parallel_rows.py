@@ -13,9 +13,11 @@ set to one thread meanwhile (train_threads in src/common.h). Every row is
 computed as on one thread except that products run in the packed kernel
 instead of the BLAS (or the BLAS on one thread instead of two): results
 agree with one thread to rounding, match the NumPy reference, and are the
-same bits whether the worker took its part or not. Shapes where the split
-does not apply (LSTM with projection, small batches) must give the same
-results too. Float32 and float64 both split (each dtype has its
+same bits whether the worker took its part or not. Batches too small to split (B < 8)
+run training's backward as a pipeline instead: one thread runs the steps
+chunk after chunk while the other computes the products of the chunk before
+(src/common.h, pipe_chunk_steps). Shapes where no split applies (LSTM with
+projection, little work) must give the same results too. Float32 and float64 both split (each dtype has its
 packed kernel on this CPU).
 """
 
@@ -159,6 +161,12 @@ CASES = [
     ("lstm", 5, 8, 40, 1024, False, True),
     ("gru", 10, 11, 24, 1024, True, False),   # two chunks of 8 and 2 steps
     ("rnn", 9, 24, 33, 1200, False, True),
+    # batches too small to split by rows: training's backward runs as a
+    # pipeline (pipe_chunk_steps(): T*B*G*H*(I+H) >= 8M), steps on one
+    # thread, each chunk's products on the other; inference stays on one
+    ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
+    ("gru", 150, 3, 40, 100, True, True),
+    ("rnn", 300, 2, 64, 128, True, True),
 ]
 
 
@@ -192,6 +200,19 @@ def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thre
         assert on_pool > 0 and on_worker == 0
     else:
         assert on_worker > 0 and on_pool == 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_small_batch_backward_runs_on_two_threads(blas_threads, second_thread, cell):
+    """Proof that the pipeline ran: one split per backward pass of a single
+    sequence (its forward pass does not split), none on one thread."""
+    for threads, splits in ((2, 1), (1, 0)):
+        blas_threads(threads)
+        before = split_counts()
+        run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=True)
+        on_pool, on_worker = (after - was for after, was in zip(split_counts(), before))
+        assert on_pool + on_worker == splits
+        assert (on_pool if second_thread == "pool" else on_worker) == splits
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
@@ -314,12 +335,14 @@ def test_training_gives_the_blas_its_threads_back(blas_threads):
     assert crnn.get_num_threads() == 1
 
 
-def test_concurrent_training_callers_each_get_their_own_results(blas_threads, second_thread):
+@pytest.mark.parametrize("shape", [("gru", 40, 32, 20, 130, np.float32),   # split by rows
+                                   ("lstm", 200, 2, 48, 96, np.float32)],  # the backward's pipeline
+                         ids=["rows", "pipeline"])
+def test_concurrent_training_callers_each_get_their_own_results(blas_threads, second_thread, shape):
     """Training passes from four Python threads at once: one team at a time,
     the others alone; every result is the one of a lone call, and the BLAS
     has its threads back after the last."""
     blas_threads(2)
-    shape = ("gru", 40, 32, 20, 130, np.float32)
     want = {s: run(_c_kernels, *shape, seed=s) for s in range(4)}
 
     def caller(seed):
