@@ -604,28 +604,30 @@ static inline void run_backward_chunks(const crnn_blas *blas, int threads, ptrdi
         crnn_parallel_blas_solo_end(blas);
 }
 
-/* ---- the backward of a small batch on two threads: a pipeline ----
+/* ---- a small batch on two threads: pipelines ----
  *
  * A batch too small to split by rows (B < PARALLEL_MIN_B; a single
- * sequence, say) runs its steps on one core, and each chunk's products
- * (dx and the weight gradients: a third to a half of the pass) wait for
- * them. On two threads the steps still run on one member, chunk after
- * chunk, while the other computes the products of the chunk before: two
- * buffers of gate gradients, each of half the chunk the workspace holds,
- * taken in turn. The last chunk's products are split between the two.
- * Alone (the worker busy), a member runs the same chunks in the same
- * order, each chunk's products after the next chunk's steps: the same
- * bits. Against one thread, whose chunks are twice as long or more, the
- * weight gradients are summed in other groups: they agree to rounding. */
+ * sequence, say) runs its steps on one core, and the products over a chunk
+ * of steps wait for them: the input product [F1] before a chunk's steps,
+ * dx and the weight gradients after a chunk's backward steps (together a
+ * third to a half of a training pass). On two threads the steps still run
+ * on one member, chunk after chunk, while the other computes the products
+ * of the next chunk (forward) or of the chunk before (backward), in two
+ * buffers taken in turn, each of at most half the chunk the workspace
+ * holds (a training forward writes its products into the tape). Alone (the
+ * worker busy), a member runs the same chunks in the same order: the same
+ * bits. Against one thread, whose chunks are longer, the products are
+ * taken in other groups of rows: they agree to rounding. */
 enum { PIPE_CHUNKS = 8, PIPE_MIN_ROWS = 32 };
 #define PIPE_MIN_MACS (8.0 * 1024 * 1024)
 
-/* The pipeline's chunk, for a pass of T steps whose workspace holds chunks
- * of Tc; 0 where it does not run (the BLAS at one thread or without
- * set_num_threads, batches that split by rows, too little work, or fewer
- * than three chunks). N = G*H the gates, K the recurrent product's columns. */
+/* A pipeline's chunk, for a pass of T steps whose buffers hold at most
+ * max_steps steps each; 0 where no pipeline runs (the BLAS at one thread or
+ * without set_num_threads, batches that split by rows, too little work, or
+ * fewer than three chunks). N = G*H the gates, K the recurrent product's
+ * columns. */
 static inline ptrdiff_t pipe_chunk_steps(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t N,
-                                         ptrdiff_t K, ptrdiff_t Tc)
+                                         ptrdiff_t K, ptrdiff_t max_steps)
 {
     if (blas->set_num_threads == NULL || blas_threads(blas) < 2 || B >= PARALLEL_MIN_B
         || (double)T * B * N * (I + K) < PIPE_MIN_MACS)
@@ -634,13 +636,68 @@ static inline ptrdiff_t pipe_chunk_steps(const crnn_blas *blas, ptrdiff_t T, ptr
     const ptrdiff_t tall = (PIPE_MIN_ROWS + B - 1) / B;
     if (n < tall)
         n = tall;
-    if (n > Tc / 2)
-        n = Tc / 2;
+    if (n > max_steps)
+        n = max_steps;
     return n >= 1 && T >= 3 * n ? n : 0;
 }
 
-/* One backward pass as that pipeline. job[0] and job[1] are two copies of
- * a cell's chunk job, each with its own gate-gradient buffer and span;
+/* One forward pass as that pipeline: input(job, t0, n, xw) computes [F1]
+ * of times t0 .. t0+n-1 into xw, steps(job, k0, t0, n, xw) runs their
+ * steps (visits k0 ..) on every row. A chunk's product goes to xw[i % 2],
+ * or, with step_bytes > 0 (the tape), to xw[0] + t0 * step_bytes. */
+typedef struct {
+    void *job;
+    void (*input)(void *job, ptrdiff_t t0, ptrdiff_t n, void *xw);
+    void (*steps)(void *job, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw);
+    char *xw[2];
+    size_t step_bytes;
+    ptrdiff_t T, Tc;
+    int reverse;
+} fwd_pipe;
+
+static inline void fwd_pipe_chunk(const fwd_pipe *fp, ptrdiff_t i, ptrdiff_t *k0, ptrdiff_t *t0, ptrdiff_t *n,
+                                  void **xw)
+{
+    *k0 = i * fp->Tc;
+    *n = fp->Tc < fp->T - *k0 ? fp->Tc : fp->T - *k0;
+    *t0 = fp->reverse ? fp->T - *k0 - *n : *k0;
+    *xw = fp->step_bytes > 0 ? fp->xw[0] + *t0 * (ptrdiff_t)fp->step_bytes : fp->xw[i % 2];
+}
+
+/* Member 1 computes chunk i's product while member 0 runs chunk i - 1's
+ * steps; they meet after each. Chunk i's product overwrites what chunk
+ * i - 2's steps, done before the last meeting, read. */
+static inline void fwd_pipe_team(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const fwd_pipe *fp = arg;
+    const ptrdiff_t chunks = (fp->T + fp->Tc - 1) / fp->Tc;
+    ptrdiff_t k0, t0, n;
+    void *xw;
+    for (ptrdiff_t i = 0; i <= chunks; i++) {
+        if (p1 == 2 && i < chunks) {
+            fwd_pipe_chunk(fp, i, &k0, &t0, &n, &xw);
+            fp->input(fp->job, t0, n, xw);
+        }
+        if (p0 == 0 && i >= 1) {
+            fwd_pipe_chunk(fp, i - 1, &k0, &t0, &n, &xw);
+            fp->steps(fp->job, k0, t0, n, xw);
+        }
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+    }
+}
+
+/* Both members call the BLAS: on one thread each (crnn_parallel_blas_solo_begin). */
+static inline void run_forward_pipe(const crnn_blas *blas, fwd_pipe *fp)
+{
+    crnn_parallel_blas_solo_begin(blas);
+    crnn_parallel_pipeline(2, fwd_pipe_team, fp);
+    crnn_parallel_blas_solo_end(blas);
+}
+
+/* One backward pass as that pipeline, in chunks of Tc steps (at most half
+ * the workspace's chunk). job[0] and job[1] are two copies of a cell's
+ * chunk job, each with its own gate-gradient buffer and span;
  * steps(job) runs the steps of its span on every row (on the running
  * gradients, which only this member touches), grads(job, p0, p1) its
  * products as a team function (parallel.h; alone [0, 2)). */

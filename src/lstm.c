@@ -314,6 +314,22 @@ static void FN(lstm_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     }
 }
 
+/* The forward pipeline's (common.h) two parts: [F1] of a chunk, and the
+ * chunk's steps on every row. */
+static void FN(lstm_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
+{
+    const FN(lstm_chunk) *c = arg;
+    const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = 4 * c->d->hidden_size;
+    FN(rgemm)(c->blas, n * B, GH, I, c->x + t0 * B * I, I, CRNN_TRANS, c->w->W_ih, c->W_ih_packed, 0, xw, GH);
+}
+
+static void FN(lstm_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
+{
+    FN(lstm_chunk) *c = arg;
+    c->k0 = k0, c->t0 = t0, c->n = n, c->xw = xw;
+    FN(lstm_chunk_rows)(c, 0, c->d->batch);
+}
+
 /* The forward pass; tape == NULL is inference (state kept in h_n, c_n,
  * input product in chunks), otherwise training (everything on the tape).
  * Arguments are checked by the callers. */
@@ -404,30 +420,42 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     }
     FN(sum_biases)(bias, w->b_ih, w->b_hh, GH);
 
-    if (train_split)
-        crnn_parallel_blas_solo_begin(blas);
+    /* a batch too small to split: [F1] of the next chunk beside the steps
+     * (common.h), in two halves of xw (inference) or in the tape (training) */
+    const ptrdiff_t pipe_Tc = threads == 1 && !proj && !units && !team_input
+                                  ? pipe_chunk_steps(blas, T, B, I, GH, P, tape != NULL ? T : Tc / 2)
+                                  : 0;
+    if (pipe_Tc > 0) {
+        fwd_pipe pipe = { &chunk, FN(lstm_pipe_input), FN(lstm_pipe_steps),
+                          { (char *)xw, (char *)(xw + pipe_Tc * B * GH) },
+                          tape != NULL ? (size_t)(B * GH) * sizeof(real) : 0, T, pipe_Tc, rev };
+        run_forward_pipe(blas, &pipe);
+    } else {
+        if (train_split)
+            crnn_parallel_blas_solo_begin(blas);
 
-    for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
-        /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
-        const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
-        const ptrdiff_t t0 = rev ? T - k0 - n : k0;
+        for (ptrdiff_t k0 = 0; k0 < T; k0 += Tc) {
+            /* This chunk visits steps k0 .. k0+n-1, i.e. times t0 .. t0+n-1. */
+            const ptrdiff_t n = Tc < T - k0 ? Tc : T - k0;
+            const ptrdiff_t t0 = rev ? T - k0 - n : k0;
 
-        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads share it */
-        if (threads == 1 && !team_input)
-            FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
+            /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), here unless the threads share it */
+            if (threads == 1 && !team_input)
+                FN(rgemm)(blas, n * B, GH, I, x + t0 * B * I, I, CRNN_TRANS, w->W_ih, W_ih_packed, 0, xw, GH);
 
-        chunk.t0 = t0;
-        chunk.n = n;
-        chunk.k0 = k0;
-        if (units)
-            crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
-        else if (team_input)
-            crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
-        else
-            crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
+            chunk.t0 = t0;
+            chunk.n = n;
+            chunk.k0 = k0;
+            if (units)
+                crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
+            else if (team_input)
+                crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
+            else
+                crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
+        }
+        if (train_split)
+            crnn_parallel_blas_solo_end(blas);
     }
-    if (train_split)
-        crnn_parallel_blas_solo_end(blas);
     if (units && T % 2 == 1)  /* the last step wrote the other buffer */
         memcpy(h_n, h_other, (size_t)(B * P) * sizeof(real));
     if (tape != NULL) {
@@ -717,7 +745,7 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
      * calls the BLAS per step */
     const int threads = proj ? 1 : train_threads(blas, T, B, I, GH, P);
     /* a batch too small to split: the steps and the products side by side (common.h) */
-    const ptrdiff_t pipe_Tc = proj ? 0 : pipe_chunk_steps(blas, T, B, I, GH, P, Tc);
+    const ptrdiff_t pipe_Tc = proj ? 0 : pipe_chunk_steps(blas, T, B, I, GH, P, Tc / 2);
     /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
     if (rgemm_shape(T, B))

@@ -14,9 +14,9 @@ computed as on one thread except that products run in the packed kernel
 instead of the BLAS (or the BLAS on one thread instead of two): results
 agree with one thread to rounding, match the NumPy reference, and are the
 same bits whether the worker took its part or not. Batches too small to split (B < 8)
-run training's backward as a pipeline instead: one thread runs the steps
-chunk after chunk while the other computes the products of the chunk before
-(src/common.h, pipe_chunk_steps). Shapes where no split applies (LSTM with
+run as pipelines instead: one thread runs the steps chunk after chunk while
+the other computes the input product of the chunk after (forward) or the
+products of the chunk before (backward; src/common.h, pipe_chunk_steps). Shapes where no split applies (LSTM with
 projection, little work) must give the same results too. Float32 and float64 both split (each dtype has its
 packed kernel on this CPU).
 """
@@ -161,9 +161,10 @@ CASES = [
     ("lstm", 5, 8, 40, 1024, False, True),
     ("gru", 10, 11, 24, 1024, True, False),   # two chunks of 8 and 2 steps
     ("rnn", 9, 24, 33, 1200, False, True),
-    # batches too small to split by rows: training's backward runs as a
-    # pipeline (pipe_chunk_steps(): T*B*G*H*(I+H) >= 8M), steps on one
-    # thread, each chunk's products on the other; inference stays on one
+    # batches too small to split by rows: pipelines (pipe_chunk_steps():
+    # T*B*G*H*(I+H) >= 8M), the steps on one thread, on the other the input
+    # product of the chunk after (forward) or the products of the chunk
+    # before (backward)
     ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
     ("gru", 150, 3, 40, 100, True, True),
     ("rnn", 300, 2, 64, 128, True, True),
@@ -203,13 +204,15 @@ def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thre
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_a_small_batch_backward_runs_on_two_threads(blas_threads, second_thread, cell):
-    """Proof that the pipeline ran: one split per backward pass of a single
-    sequence (its forward pass does not split), none on one thread."""
-    for threads, splits in ((2, 1), (1, 0)):
+@pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
+def test_a_small_batch_runs_as_a_pipeline_on_two_threads(blas_threads, second_thread, cell, training):
+    """Proof that the pipelines ran: one split per pass of a single sequence
+    (inference: its forward; training: its forward and its backward), none
+    on one thread."""
+    for threads, splits in ((2, 2 if training else 1), (1, 0)):
         blas_threads(threads)
         before = split_counts()
-        run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=True)
+        run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=training)
         on_pool, on_worker = (after - was for after, was in zip(split_counts(), before))
         assert on_pool + on_worker == splits
         assert (on_pool if second_thread == "pool" else on_worker) == splits
