@@ -220,3 +220,4 @@ cdef extern from "parallel.h" nogil:
 
 cdef extern from "row_step.h" nogil:
     int crnn_row_step_enable(int on)
+    int crnn_row_back_enable(int on)

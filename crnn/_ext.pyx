@@ -209,6 +209,15 @@ def _fuse_row_steps(on):
     return bool(crnn_row_step_enable(1 if on else 0))
 
 
+def _fuse_row_backward(on):
+    """Test hook: run a one-sequence LSTM's backward step with its cell
+    gradients and recurrent product fused (True, the default;
+    src/row_step.h) or unfused (False): the same gate gradients, dh summed
+    in another order. Returns the previous setting. Not while a crnn call
+    runs."""
+    return bool(crnn_row_back_enable(1 if on else 0))
+
+
 def _split_counts():
     """Test hook: (on the BLAS's pool, on crnn's worker): splits run on two
     threads so far in this process."""

@@ -222,6 +222,41 @@ static inline void lstm_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, 
         (void)c_prev, (void)c_out, (void)h_new;
 }
 
+static inline int lstm_row_back_pays_f32(ptrdiff_t H, const float *Wb)
+{
+    return crnn_lstm_row_back_pays(H, Wb);
+}
+
+static inline int lstm_row_back_pays_f64(ptrdiff_t H, const double *Wb)
+{
+    (void)H, (void)Wb;
+    return 0;
+}
+
+static inline const float *lstm_row_back_pack_f32(ptrdiff_t H, const float *W_hh, float *Wb)
+{
+    crnn_lstm_row_back_pack_f32(H, W_hh, Wb);
+    return Wb;
+}
+
+static inline const double *lstm_row_back_pack_f64(ptrdiff_t H, const double *W_hh, double *Wb)
+{
+    (void)H, (void)W_hh, (void)Wb;
+    return NULL;
+}
+
+static inline void lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new,
+                                     const float *dy, float *dh, float *dc, const float *Wb, float *dpre)
+{
+    crnn_lstm_row_back_f32(H, gates, c_prev, c_new, dy, dh, dc, Wb, dpre);
+}
+
+static inline void lstm_row_back_f64(ptrdiff_t H, const double *gates, const double *c_prev, const double *c_new,
+                                     const double *dy, double *dh, double *dc, const double *Wb, double *dpre)
+{
+    (void)H, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wb, (void)dpre;
+}
+
 static inline void gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
                                     const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
                                     float *gates, float *hn, float *h_new)

@@ -582,6 +582,7 @@ typedef struct {
     const FN(crnn_weights) *w;
     const int64_t *lengths;
     const real *x, *dy, *W_hh_packed;
+    const real *W_hh_back;         /* one sequence: W_hh in the fused step's layout (row_step.h), or NULL */
     const real *ws_gates, *ws_c, *ws_h, *ws_r;  /* the tape */
     real *dpre, *dh, *dc;          /* (Tc, B, 4H) the chunk's; (B, P), (B, H) running */
     real *dh_new_all, *dr;         /* (Tc, B, P), (B, H) if P > 0 */
@@ -591,6 +592,20 @@ typedef struct {
     back_span span;                /* the chunk (common.h) */
     int halves;                    /* [B4] by halves even alone (team_half in common.h) */
 } FN(lstm_back_chunk);
+
+/* Asks for the tape rows a one-row backward step at time t reads. */
+static void FN(prefetch_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t t)
+{
+    const ptrdiff_t H = c->d->hidden_size, GH = 4 * H;
+    const int rev = c->d->reverse != 0;
+    const char *rows[4] = { (const char *)(c->ws_gates + t * GH), (const char *)(c->ws_c + prev_slot(t, rev) * H),
+                            (const char *)(c->ws_c + next_slot(t, rev) * H), (const char *)(c->dy + t * H) };
+    const ptrdiff_t bytes[4] = { GH * (ptrdiff_t)sizeof(real), H * (ptrdiff_t)sizeof(real),
+                                 H * (ptrdiff_t)sizeof(real), H * (ptrdiff_t)sizeof(real) };
+    for (int r = 0; r < 4; r++)
+        for (ptrdiff_t at = 0; at < bytes[r]; at += 64)
+            __builtin_prefetch(rows[r] + at, 0, 3);
+}
 
 /* [B1]-[B3] of the chunk's steps on the sequences (rows) [b0, b1) only: row b
  * of dh_{t-1} and dc_{t-1} reads only row b of step t, so row ranges may run
@@ -610,6 +625,18 @@ static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdi
         const real *c_new = c->ws_c + next_slot(t, rev) * B * H;
         const real *dy_t = c->dy + t * B * P;
         real *dpre_t = c->dpre + (t - c->span.t0) * B * GH;
+
+        /* One sequence (B = 1): [B2] and [B3] fused (row_step.h); a masked
+         * step passes dh and dc through, its gates get no gradient */
+        if (c->W_hh_back != NULL) {
+            if (k > 0)  /* the next step's tape rows, from L3 or memory, while this one runs */
+                FN(prefetch_rows)(c, step_time(k - 1, T, rev));
+            if (step_valid(c->lengths, 0, t))
+                FN(lstm_row_back)(H, gates, c_prev, c_new, dy_t, c->dh, c->dc, c->W_hh_back, dpre_t);
+            else
+                memset(dpre_t, 0, (size_t)GH * sizeof(real));
+            continue;
+        }
 
         if (proj) {
             real *dh_new = c->dh_new_all + (t - c->span.t0) * B * P;
@@ -746,16 +773,20 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     const int threads = proj ? 1 : train_threads(blas, T, B, I, GH, P);
     /* a batch too small to split: the steps and the products side by side (common.h) */
     const ptrdiff_t pipe_Tc = proj ? 0 : pipe_chunk_steps(blas, T, B, I, GH, P, Tc / 2);
-    /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or NULL */
-    const real *W_hh_packed = NULL;
-    if (rgemm_shape(T, B))
+    /* W_hh (4H, P) packed for the product dpre @ W_hh (rgemm.h), or, for
+     * one sequence whose steps fuse (row_step.h), in the fused step's
+     * layout (W_hh_back); else NULL */
+    const real *W_hh_packed = NULL, *W_hh_back = NULL;
+    real *W_space = workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD) - crnn_rgemm_packed_size(P, GH);
+    if (rgemm_shape(T, B) && B == 1 && !proj && FN(lstm_row_back_pays)(H, cache_line_up(W_space)))
+        W_hh_back = FN(lstm_row_back_pack)(H, w->W_hh, cache_line_up(W_space));
+    else if (rgemm_shape(T, B))
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
-                                        workspace + crnn_lstm_workspace_size(d, CRNN_PASS_BACKWARD)
-                                            - crnn_rgemm_packed_size(P, GH));
+                                        W_space);
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
-    FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_c, ws_h,
+    FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_hh_back, ws_gates, ws_c, ws_h,
                                   proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, { 0, 0, 0 },
                                   !proj && train_split_shape(T, B, I, GH, P) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */

@@ -55,6 +55,27 @@ void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const floa
                             const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
                             float *c_out, float *h_new);
 
+/* The backward's step of one valid LSTM row (lstm_back_rows in lstm.c),
+ * no projection: from the tape's gates (4H,), c_prev, c_new (H,), dy_t
+ * (H,), the running dh (H,, in: from step t+1; out: dL/dh_{t-1} through
+ * W_hh) and dc (H,, in: dL/dc_t, out: dL/dc_{t-1}), the gate gradients
+ * dpre (4H,) and the product dpre @ W_hh; Wb: W_hh (4H, H) in the layout
+ * of crnn_lstm_row_back_pack_f32 (4H * H floats, row_step.c describes it),
+ * on a cache line: each block's rows one stream. dpre and dc get the
+ * unfused step's
+ * bits; dh sums in another order (block by block), so it agrees with the
+ * unfused step to rounding. Where crnn_lstm_row_back_pays(H, Wb): on the
+ * AVX-512 path, H a multiple of 16 from 32 to 176 (W_hh of at most
+ * 512 KiB, read from L2). */
+int crnn_lstm_row_back_pays(ptrdiff_t H, const float *Wb);
+void crnn_lstm_row_back_pack_f32(ptrdiff_t H, const float *W_hh, float *Wb);
+void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new, const float *dy,
+                            float *dh, float *dc, const float *Wb, float *dpre);
+
+/* For tests and measurements: fuse that backward step (on, the default) or
+ * not (0); returns the previous setting. Not while a cell runs. */
+int crnn_row_back_enable(int on);
+
 /* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) or NULL
  * (zeros, added as gru.c adds them); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
  * (1 - z) * n + z * h_prev. */

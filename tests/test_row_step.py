@@ -7,6 +7,12 @@ in the same order, so every result must be equal bit for bit with the
 fusion switched off (crnn._ext._fuse_row_steps). Where the CPU has no
 AVX-512 neither path fuses and the comparison still holds.
 src/test/test_row_step.c checks the same in C, against the AVX2 path.
+
+An LSTM's backward step fuses too (the cell's gradients and the product
+dpre @ W_hh, block by block): its gate gradients are the unfused ones, but
+dh_{t-1} is summed in another order, so with it switched off
+(crnn._ext._fuse_row_backward) the gradients agree to rounding, and both
+match the float64 reference.
 """
 
 from __future__ import annotations
@@ -79,3 +85,38 @@ def test_stream(cell, I, H):
         return [*ys, *(state if isinstance(state, tuple) else [state])]
 
     assert_same_bits(*fused_and_unfused(compute))
+
+
+@pytest.mark.parametrize("H", [32, 64, 128, 176, 40])   # 40: not whole blocks, never fused
+@pytest.mark.parametrize("reverse, lengths", [(False, None), (True, [17])])
+def test_lstm_backward_fused_and_unfused_agree(H, reverse, lengths):
+    from crnn import _c_kernels, reference
+    rng = np.random.default_rng(H)
+    T, I = 23, 24
+    k = 1 / np.sqrt(H)
+    x = rng.standard_normal((T, 1, I))
+    W_ih, W_hh = rng.uniform(-k, k, (4 * H, I)), rng.uniform(-k, k, (4 * H, H))
+    b_ih, b_hh = rng.uniform(-k, k, 4 * H), rng.uniform(-k, k, 4 * H)
+    h0, c0, dh, dc = (rng.standard_normal((1, H)) for _ in range(4))
+    dy = rng.standard_normal((T, 1, H))
+    args = (x, h0, c0, W_ih, W_hh, b_ih, b_hh, None)
+    opts = dict(lengths=None if lengths is None else np.array(lengths), reverse=reverse, training=True)
+
+    def grads(kernels, dtype):
+        *_, cache = kernels.lstm_forward(*(None if a is None else a.astype(dtype) for a in args), **opts)
+        dx, dh0, dc0, g = kernels.lstm_backward(cache, dy.astype(dtype), dh.astype(dtype), dc.astype(dtype))
+        return [dx, dh0, dc0, *(g[name] for name in sorted(g) if g[name] is not None)]
+
+    ext = crnn._backend.extension()
+    was = ext._fuse_row_backward(True)
+    try:
+        fused = grads(_c_kernels, np.float32)
+        ext._fuse_row_backward(False)
+        unfused = grads(_c_kernels, np.float32)
+    finally:
+        ext._fuse_row_backward(was)
+    exact = grads(reference, np.float64)
+    for a, b, want in zip(fused, unfused, exact):
+        scale = max(float(np.abs(want).max()), 1e-2)
+        assert float(np.abs(a - b).max()) / scale <= 1e-5
+        assert float(np.abs(a - want).max()) / scale <= 5e-5
