@@ -364,15 +364,14 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     copy_or_zero(b_ih, w->b_ih, (size_t)GH * sizeof(real));
     copy_or_zero(b_hh, w->b_hh, (size_t)GH * sizeof(real));
 
-    /* a batch too small to split: [F1] of the next chunk beside the steps
-     * (common.h), in two halves of xw (inference) or in the tape (training) */
-    const ptrdiff_t pipe_Tc = threads == 1 && !units && !team_input
-                                  ? pipe_chunk_steps(blas, T, B, I, GH, H, tape != NULL ? T : Tc / 2)
+    /* a batch too small to split, in training: [F1] of the next chunk
+     * beside the steps, into the tape (common.h) */
+    const ptrdiff_t pipe_Tc = tape != NULL && threads == 1 && !team_input
+                                  ? pipe_chunk_steps(blas, T, B, I, GH, H, T)
                                   : 0;
     if (pipe_Tc > 0) {
-        fwd_pipe pipe = { &chunk, FN(gru_pipe_input), FN(gru_pipe_steps),
-                          { (char *)xw, (char *)(xw + pipe_Tc * B * GH) },
-                          tape != NULL ? (size_t)(B * GH) * sizeof(real) : 0, T, pipe_Tc, rev };
+        fwd_pipe pipe = { &chunk, FN(gru_pipe_input), FN(gru_pipe_steps), (char *)xw,
+                          (size_t)(B * GH) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
     } else {
         if (train_split)

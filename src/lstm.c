@@ -420,15 +420,14 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     }
     FN(sum_biases)(bias, w->b_ih, w->b_hh, GH);
 
-    /* a batch too small to split: [F1] of the next chunk beside the steps
-     * (common.h), in two halves of xw (inference) or in the tape (training) */
-    const ptrdiff_t pipe_Tc = threads == 1 && !proj && !units && !team_input
-                                  ? pipe_chunk_steps(blas, T, B, I, GH, P, tape != NULL ? T : Tc / 2)
+    /* a batch too small to split, in training: [F1] of the next chunk
+     * beside the steps, into the tape (common.h) */
+    const ptrdiff_t pipe_Tc = tape != NULL && threads == 1 && !proj && !team_input
+                                  ? pipe_chunk_steps(blas, T, B, I, GH, P, T)
                                   : 0;
     if (pipe_Tc > 0) {
-        fwd_pipe pipe = { &chunk, FN(lstm_pipe_input), FN(lstm_pipe_steps),
-                          { (char *)xw, (char *)(xw + pipe_Tc * B * GH) },
-                          tape != NULL ? (size_t)(B * GH) * sizeof(real) : 0, T, pipe_Tc, rev };
+        fwd_pipe pipe = { &chunk, FN(lstm_pipe_input), FN(lstm_pipe_steps), (char *)xw,
+                          (size_t)(B * GH) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
     } else {
         if (train_split)
@@ -593,7 +592,8 @@ typedef struct {
     int halves;                    /* [B4] by halves even alone (team_half in common.h) */
 } FN(lstm_back_chunk);
 
-/* Asks for the tape rows a one-row backward step at time t reads. */
+/* Asks for the tape rows the backward step of one sequence (B = 1, no
+ * projection) at time t reads: they come from L3 or memory. */
 static void FN(prefetch_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t t)
 {
     const ptrdiff_t H = c->d->hidden_size, GH = 4 * H;

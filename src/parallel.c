@@ -37,6 +37,18 @@
  * threads, whose core a spinning worker would take: it blocks soon. */
 enum { CALLER_SPIN_NS = 200 * 1000, WORKER_SPIN_NS = 20 * 1000 };
 
+/* At a pipeline's meetings a member waits as long as the other's part of a
+ * stage is longer than its own: a chunk's steps against its input product,
+ * hundreds of microseconds. A member that blocked there let its virtual
+ * CPU halt, and waking it again cost the other member, waiting at the next
+ * meeting, up to milliseconds on a virtual machine (measured: single calls
+ * of a pipelined inference 2-4x slower after the cores had idled). Pipelines
+ * spin this long at their meetings instead. */
+enum { PIPE_SPIN_NS = 5 * 1000 * 1000 };
+
+/* How long crnn_parallel_barrier spins: set per job, under claim. */
+static atomic_long barrier_spin_ns = CALLER_SPIN_NS;
+
 /* ---- a counter one thread advances and another waits on ---- */
 
 typedef struct {
@@ -325,7 +337,8 @@ static int split_on_pool(crnn_rows_fn fn, void *job, ptrdiff_t at, ptrdiff_t B, 
  * (crnn_parallel_pair) splits even while calls are sent to the caller
  * alone; judge = 0 (pairs, pipelines) counts the job neither way toward
  * crowding: see there. */
-static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int heed, int judge)
+static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int heed, int judge,
+                  long barrier_spin)
 {
     if (threads < 2 || B < 2 || pthread_mutex_trylock(&worker.claim) != 0) {
         fn(job, 0, B);
@@ -336,6 +349,7 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
         fn(job, 0, B);
         return;
     }
+    atomic_store(&barrier_spin_ns, barrier_spin);
     const ptrdiff_t at = split_rows(B);
     long caller_ns, caller_cpu;
     if (split_on_pool(fn, job, at, B, &caller_ns, &caller_cpu)) {
@@ -368,12 +382,12 @@ static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int lear
 
 void crnn_parallel_rows(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B)
 {
-    split(threads, fn, job, B, 1, 1, 1);
+    split(threads, fn, job, B, 1, 1, 1, CALLER_SPIN_NS);
 }
 
 void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
 {
-    split(threads, fn, job, 2, 0, 1, 1);
+    split(threads, fn, job, 2, 0, 1, 1, CALLER_SPIN_NS);
 }
 
 /* A pipeline's second member waits, by design, whenever its part of a
@@ -382,7 +396,7 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
  * splits and teams set, but does not feed it. */
 void crnn_parallel_pipeline(int threads, crnn_rows_fn fn, void *job)
 {
-    split(threads, fn, job, 2, 0, 1, 0);
+    split(threads, fn, job, 2, 0, 1, 0, PIPE_SPIN_NS);
 }
 
 void crnn_parallel_barrier(ptrdiff_t member)
@@ -394,7 +408,7 @@ void crnn_parallel_barrier(ptrdiff_t member)
     progress *mine = &worker.arrived[member != 0], *other = &worker.arrived[member == 0];
     const long n = atomic_load(&mine->value) + 1;
     progress_advance(mine, n);
-    progress_wait(other, n, CALLER_SPIN_NS);
+    progress_wait(other, n, atomic_load(&barrier_spin_ns));
 }
 
 static struct {
@@ -466,7 +480,7 @@ void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b
         return;
     }
     crnn_parallel_blas_solo_begin(blas);
-    split(2, pair_members, &job, 2, 0, 0, 0);
+    split(2, pair_members, &job, 2, 0, 0, 0, CALLER_SPIN_NS);
     crnn_parallel_blas_solo_end(blas);
 }
 

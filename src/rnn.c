@@ -299,15 +299,14 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     const int team_input = (tape != NULL && train_split_shape(T, B, I, H, H))
                            || (threads > 1 && chunk_input_by_team(B));
     chunk.step_input = threads > 1 && !units && !team_input;
-    /* a batch too small to split: [F1] of the next chunk beside the steps
-     * (common.h), in two halves of xw (inference) or in the tape (training) */
-    const ptrdiff_t pipe_Tc = threads == 1 && !units && !team_input
-                                  ? pipe_chunk_steps(blas, T, B, I, H, H, tape != NULL ? T : Tc / 2)
+    /* a batch too small to split, in training: [F1] of the next chunk
+     * beside the steps, into the tape (common.h) */
+    const ptrdiff_t pipe_Tc = tape != NULL && threads == 1 && !team_input
+                                  ? pipe_chunk_steps(blas, T, B, I, H, H, T)
                                   : 0;
     if (pipe_Tc > 0) {
-        fwd_pipe pipe = { &chunk, FN(rnn_pipe_input), FN(rnn_pipe_steps),
-                          { (char *)xw, (char *)(xw + pipe_Tc * B * H) },
-                          tape != NULL ? (size_t)(B * H) * sizeof(real) : 0, T, pipe_Tc, rev };
+        fwd_pipe pipe = { &chunk, FN(rnn_pipe_input), FN(rnn_pipe_steps), (char *)xw,
+                          (size_t)(B * H) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
     } else {
         if (train_split)

@@ -13,10 +13,11 @@ set to one thread meanwhile (train_threads in src/common.h). Every row is
 computed as on one thread except that products run in the packed kernel
 instead of the BLAS (or the BLAS on one thread instead of two): results
 agree with one thread to rounding, match the NumPy reference, and are the
-same bits whether the worker took its part or not. Batches too small to split (B < 8)
-run as pipelines instead: one thread runs the steps chunk after chunk while
-the other computes the input product of the chunk after (forward) or the
-products of the chunk before (backward; src/common.h, pipe_chunk_steps). Shapes where no split applies (LSTM with
+same bits whether the worker took its part or not. Training of batches too small
+to split (B < 8) runs as pipelines instead: one thread runs the steps chunk
+after chunk while the other computes the input product of the chunk after
+(forward) or the products of the chunk before (backward; src/common.h,
+pipe_chunk_steps). Shapes where no split applies (LSTM with
 projection, little work) must give the same results too. Float32 and float64 both split (each dtype has its
 packed kernel on this CPU).
 """
@@ -161,10 +162,10 @@ CASES = [
     ("lstm", 5, 8, 40, 1024, False, True),
     ("gru", 10, 11, 24, 1024, True, False),   # two chunks of 8 and 2 steps
     ("rnn", 9, 24, 33, 1200, False, True),
-    # batches too small to split by rows: pipelines (pipe_chunk_steps():
-    # T*B*G*H*(I+H) >= 8M), the steps on one thread, on the other the input
-    # product of the chunk after (forward) or the products of the chunk
-    # before (backward)
+    # batches too small to split by rows: training runs as pipelines
+    # (pipe_chunk_steps(): T*B*G*H*(I+H) >= 8M), the steps on one thread, on
+    # the other the input product of the chunk after (forward) or the
+    # products of the chunk before (backward); inference stays on one
     ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
     ("gru", 150, 3, 40, 100, True, True),
     ("rnn", 300, 2, 64, 128, True, True),
@@ -205,11 +206,11 @@ def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thre
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
-def test_a_small_batch_runs_as_a_pipeline_on_two_threads(blas_threads, second_thread, cell, training):
-    """Proof that the pipelines ran: one split per pass of a single sequence
-    (inference: its forward; training: its forward and its backward), none
-    on one thread."""
-    for threads, splits in ((2, 2 if training else 1), (1, 0)):
+def test_a_small_batch_trains_as_a_pipeline_on_two_threads(blas_threads, second_thread, cell, training):
+    """Proof that the pipelines ran: one split for the forward and one for
+    the backward of a training pass of a single sequence, none in inference
+    (which stays on one thread) nor on one thread."""
+    for threads, splits in ((2, 2 if training else 0), (1, 0)):
         blas_threads(threads)
         before = split_counts()
         run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=training)
