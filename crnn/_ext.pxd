@@ -216,6 +216,7 @@ cdef extern from "parallel.h" nogil:
     ctypedef void (*crnn_call_fn)(void *call) noexcept nogil
     void crnn_parallel_pair(const crnn_blas *blas, crnn_call_fn fn, void *a, void *b)
     void crnn_parallel_split_counts(long *on_pool, long *on_worker)
+    void crnn_parallel_check_crowding(int on)
 
 
 cdef extern from "row_step.h" nogil:

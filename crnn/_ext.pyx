@@ -218,6 +218,14 @@ def _fuse_row_backward(on):
     return bool(crnn_row_back_enable(1 if on else 0))
 
 
+def _check_crowding(on):
+    """Test hook: let splits judge whether another thread kept one of their
+    two threads from a core, and then run alone for a while (True, the
+    default; src/parallel.h), or never (False). Also forgets past
+    judgments."""
+    crnn_parallel_check_crowding(1 if on else 0)
+
+
 def _split_counts():
     """Test hook: (on the BLAS's pool, on crnn's worker): splits run on two
     threads so far in this process."""

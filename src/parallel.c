@@ -335,8 +335,8 @@ static int split_on_pool(crnn_rows_fn fn, void *job, ptrdiff_t at, ptrdiff_t B, 
 /* crnn_parallel_rows, and crnn_parallel_team with learn = 0 (a team's
  * halves are fixed by its job, not by the measured speeds). heed = 0
  * (crnn_parallel_pair) splits even while calls are sent to the caller
- * alone; judge = 0 (pairs, pipelines) counts the job neither way toward
- * crowding: see there. */
+ * alone; judge = 0 (pairs) counts the job neither way toward crowding: see
+ * there. barrier_spin: how long crnn_parallel_barrier spins in this job. */
 static void split(int threads, crnn_rows_fn fn, void *job, ptrdiff_t B, int learn, int heed, int judge,
                   long barrier_spin)
 {
@@ -390,13 +390,13 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job)
     split(threads, fn, job, 2, 0, 1, 1, CALLER_SPIN_NS);
 }
 
-/* A pipeline's second member waits, by design, whenever its part of a
- * stage is shorter than the first's: its share of CPU time says nothing
- * about other threads on the cores. So it heeds the back-off that row
- * splits and teams set, but does not feed it. */
+/* A pipeline's members wait at its meetings whenever their part of a
+ * stage is the shorter one, by design; they spin there (PIPE_SPIN_NS), so
+ * such waits count as CPU time, and a member short of CPU time was kept
+ * from a core: pipelines are judged as teams are. */
 void crnn_parallel_pipeline(int threads, crnn_rows_fn fn, void *job)
 {
-    split(threads, fn, job, 2, 0, 1, 0, PIPE_SPIN_NS);
+    split(threads, fn, job, 2, 0, 1, 1, PIPE_SPIN_NS);
 }
 
 void crnn_parallel_barrier(ptrdiff_t member)

@@ -53,9 +53,9 @@ void crnn_parallel_team(int threads, crnn_rows_fn fn, void *job);
 void crnn_parallel_barrier(ptrdiff_t p0);
 
 /* crnn_parallel_team for a pipeline, whose members take turns waiting on
- * each other at its barriers (a small batch's backward pass: common.h):
- * the same, except that its jobs never count toward the back-off below
- * (a member waiting at a barrier looks like a thread short of a core). */
+ * each other at its barriers (a small batch's training passes: common.h):
+ * the same, except that its members spin longer there before they block
+ * (parallel.c: PIPE_SPIN_NS). */
 void crnn_parallel_pipeline(int threads, crnn_rows_fn fn, void *job);
 
 /* Two independent calls at once, one per core: the two directions of a
