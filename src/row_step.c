@@ -98,13 +98,24 @@ int crnn_lstm_row_back_pays(ptrdiff_t H, const float *Wp)
 #endif
 }
 
+/* The backward's layout of W_hh (4H, H) (crnn_lstm_row_back_pack_f32):
+ * block by block of 16 units u, the 64 rows of its gates (q * H + u ..),
+ * for each output panel p of 16 columns, gate by gate, each row's 16
+ * columns (a line): Wb[(((j * npanels + p) * 4 + q) * 16 + l) * 16 + c] =
+ * W_hh[q * H + 16 j + l, 16 p + c]. A block's rows are then one stream of
+ * 4 * 16 * H floats, read in order. */
+static inline ptrdiff_t back_line(ptrdiff_t H, ptrdiff_t j, ptrdiff_t p, int q)
+{
+    return ((j * (H / RGEMM_NR) + p) * 4 + q) * RGEMM_NR * RGEMM_NR;
+}
+
 void crnn_lstm_row_back_pack_f32(ptrdiff_t H, const float *W_hh, float *Wb)
 {
     for (ptrdiff_t j = 0; j < H / RGEMM_NR; j++)
         for (ptrdiff_t p = 0; p < H / RGEMM_NR; p++)
             for (int q = 0; q < 4; q++)
                 for (ptrdiff_t l = 0; l < RGEMM_NR; l++)
-                    memcpy(Wb + ((((j * (H / RGEMM_NR) + p) * 4 + q) * RGEMM_NR + l) * RGEMM_NR),
+                    memcpy(Wb + back_line(H, j, p, q) + l * RGEMM_NR,
                            W_hh + (q * H + j * RGEMM_NR + l) * H + p * RGEMM_NR, RGEMM_NR * sizeof(float));
 }
 
@@ -230,17 +241,6 @@ static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I,
         _mm512_storeu_ps(h_new + u, _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n),
                                                   _mm512_mul_ps(z, _mm512_loadu_ps(h_prev + u))));
     }
-}
-
-/* The backward's layout of W_hh (4H, H) (crnn_lstm_row_back_pack_f32):
- * block by block of 16 units u, the 64 rows of its gates (q * H + u ..),
- * for each output panel p of 16 columns, gate by gate, each row's 16
- * columns (a line): Wb[(((j * npanels + p) * 4 + q) * 16 + l) * 16 + c] =
- * W_hh[q * H + 16 j + l, 16 p + c]. A block's rows are then one stream of
- * 4 * 16 * H floats, read in order. */
-static inline ptrdiff_t back_line(ptrdiff_t H, ptrdiff_t j, ptrdiff_t p, int q)
-{
-    return ((j * (H / RGEMM_NR) + p) * 4 + q) * RGEMM_NR * RGEMM_NR;
 }
 
 /* acc[p] += sum over the block's 16 rows of each gate q of dpre[row] *
