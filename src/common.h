@@ -206,19 +206,20 @@ static inline int row_step_input_pays_f64(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I,
     return 0;
 }
 
-static inline void lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
-                                     const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
-                                     float *gates, const float *c_prev, float *c_out, float *h_new)
+static inline void lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                                     const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                                     const float *b_hh, float *gates, const float *c_prev, float *c_out,
+                                     float *h_new)
 {
-    crnn_lstm_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
+    crnn_lstm_row_step_f32(H, u0, u1, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
 }
 
-static inline void lstm_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, const double *Wp_ih,
-                                     const double *h_prev, const double *Wp, const double *b_ih,
-                                     const double *b_hh, double *gates, const double *c_prev, double *c_out,
-                                     double *h_new)
+static inline void lstm_row_step_f64(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const double *x, ptrdiff_t I,
+                                     const double *Wp_ih, const double *h_prev, const double *Wp,
+                                     const double *b_ih, const double *b_hh, double *gates, const double *c_prev,
+                                     double *c_out, double *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
         (void)c_prev, (void)c_out, (void)h_new;
 }
 
@@ -257,18 +258,19 @@ static inline void lstm_row_back_f64(ptrdiff_t H, const double *gates, const dou
     (void)H, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wb, (void)dpre;
 }
 
-static inline void gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
-                                    const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
-                                    float *gates, float *hn, float *h_new)
+static inline void gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                                    const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                                    const float *b_hh, float *gates, float *hn, float *h_new)
 {
-    crnn_gru_row_step_f32(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+    crnn_gru_row_step_f32(H, u0, u1, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
 }
 
-static inline void gru_row_step_f64(ptrdiff_t H, const double *x, ptrdiff_t I, const double *Wp_ih,
-                                    const double *h_prev, const double *Wp, const double *b_ih,
-                                    const double *b_hh, double *gates, double *hn, double *h_new)
+static inline void gru_row_step_f64(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const double *x, ptrdiff_t I,
+                                    const double *Wp_ih, const double *h_prev, const double *Wp,
+                                    const double *b_ih, const double *b_hh, double *gates, double *hn,
+                                    double *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
         (void)h_new;
 }
 
@@ -351,11 +353,35 @@ static inline void team_half(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t n, ptrdiff_t 
  * threads would stream all of W_hh, which does not fit in a core's L2.
  * The two halves meet once per step. The cut is at a panel boundary
  * (rgemm_units), so H must be a multiple of RGEMM_NR; their workspace holds
- * a second state buffer (the states of consecutive steps alternate). */
+ * a second state buffer (the states of consecutive steps alternate).
+ *
+ * A batch too small to split by rows (B < PARALLEL_MIN_B, one sequence
+ * above all) splits its units too, from UNITS_SMALL_MIN_H units,
+ * UNITS_SMALL_MIN_STEP_MACS multiply-adds of recurrent product per step and
+ * UNITS_SMALL_MIN_MACS over the call. A step then reads W_hh from L2 (LSTM
+ * H = 128: 256 KiB, at about 110 GB/s 2.4 us, most of the step), and each
+ * thread reads its half from its own core's L2; one sequence's members run
+ * the fused row step (row_step.h) on their blocks. Measured on an AMD EPYC
+ * (Zen 4, 1 MiB L2 per core), B = 1, I = 64, T = 512, one process, 2
+ * threads split against 2 threads unsplit (which ran as 1), medians: LSTM
+ * H = 128 1.16 against 1.84 ms (1.59x), H = 96 1.46x, H = 64 1.31x; GRU
+ * H = 256 1.84x, H = 128 1.48x, H = 64 1.11x; RNN (not fused) H = 128
+ * 1.39x, H = 96 1.10x, but H = 64 (4096 multiply-adds a step) 0.61x (in
+ * separate processes): the meeting every step costs more. Short calls
+ * lose too: LSTM H = 128, T = 8 (all unfused then) 0.84x, T = 32 1.02x,
+ * T = 64 1.29x. Float64 (never fused): LSTM H = 128 1.44x, H = 64 1.28x,
+ * GRU H = 128 1.57x, RNN H = 128 1.29x. */
+enum { UNITS_SMALL_MIN_H = 64 };
+#define UNITS_SMALL_MIN_STEP_MACS 8192.0
+#define UNITS_SMALL_MIN_MACS (4.0 * 1024 * 1024)
+
 static inline int units_shape(ptrdiff_t T, ptrdiff_t B, ptrdiff_t N, ptrdiff_t K, ptrdiff_t H)
 {
-    return rgemm_shape(T, B) && (double)B * N * K >= RGEMM_THREADED_BLAS_MACS && H % RGEMM_NR == 0
-           && H >= 2 * RGEMM_NR;
+    const int big = (double)B * N * K >= RGEMM_THREADED_BLAS_MACS;
+    const int small_batch = B < PARALLEL_MIN_B && H >= UNITS_SMALL_MIN_H
+                            && (double)B * N * K >= UNITS_SMALL_MIN_STEP_MACS
+                            && (double)T * B * N * K >= UNITS_SMALL_MIN_MACS;
+    return rgemm_shape(T, B) && (big || small_batch) && H % RGEMM_NR == 0 && H >= 2 * RGEMM_NR;
 }
 
 static inline int units_split_f32(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, ptrdiff_t N,

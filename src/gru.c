@@ -134,12 +134,13 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
     const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size, nu = u1 - u0;
     const ptrdiff_t Ir = CRNN_GRU_R * H + u0, Iz = CRNN_GRU_Z * H + u0, In = CRNN_GRU_N * H + u0;
 
-    /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
-    if (B == 1 && nu == H && step_valid(lengths, 0, t) && FN(row_step_pays)(3, H, W_hh_packed)
+    /* One valid row, its units (all, or a thread's share): [F2] and [F3]
+     * fused (row_step.h), the same bits */
+    if (B == 1 && step_valid(lengths, 0, t) && FN(row_step_pays)(3, H, W_hh_packed)
         && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
-        FN(gru_row_step)(H, NULL, 0, NULL, h_prev, W_hh_packed, b_ih, b_hh, gates, hn_t != NULL ? hn_t : hw + In,
-                         y_t);
-        copy_row(h_out, y_t, (size_t)H * sizeof(real));
+        FN(gru_row_step)(H, u0, u1, NULL, 0, NULL, h_prev, W_hh_packed, b_ih, b_hh, gates,
+                         hn_t != NULL ? hn_t : hw + CRNN_GRU_N * H, y_t);
+        copy_row(h_out + u0, y_t + u0, (size_t)nu * sizeof(real));
         return;
     }
 
@@ -198,6 +199,7 @@ typedef struct {
     real *y, *h_n;
     ptrdiff_t k0;          /* split by units: steps done before this chunk, */
     real *h[2];            /* the state before step k0 + k in h[k % 2], after it in the other */
+    ptrdiff_t Tc;      /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(gru_chunk);
 
@@ -244,29 +246,35 @@ static void FN(gru_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     team_rows_after_input(p0, p1, B, FN(gru_chunk_rows), arg);
 }
 
-/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
- * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
- * units_cut(H), [0, 2) all of them. A unit's gates and output read only
- * that unit's columns of the products, but the recurrent product reads all
- * of h_{t-1}: the members meet after every step, and the state goes back
- * and forth between two buffers, so that neither writes the h_{t-1} the
- * other may still be reading. Inference only. */
-static void FN(gru_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+/* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
+ * for a team of two (parallel.h): parts [0, 1) and [1, 2) are the units
+ * before and from units_cut(H), [0, 2) all of them. A unit's gates and
+ * output read only that unit's columns of the products, but the recurrent
+ * product reads all of h_{t-1}: the members meet after every step, and the
+ * state goes back and forth between two buffers, so that neither writes
+ * the h_{t-1} the other may still be reading. Each member computes its
+ * units' columns of every chunk's input product: one team call for the
+ * whole pass, as lstm_run_units. Inference only. */
+static void FN(gru_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(gru_chunk) *c = arg;
-    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 3 * c->d->hidden_size;
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size,
+                    GH = 3 * c->d->hidden_size;
     const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
     const int rev = c->d->reverse != 0;
-    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), the units' columns */
-    FN(rgemm_units)(c->blas, 3, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
-                    c->xw, GH);
-    for (ptrdiff_t k = 0; k < c->n; k++) {
-        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
-        FN(gru_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, c->lengths, t, u0, u1,
-                     c->xw + (t - c->t0) * B * GH, c->hw, NULL, c->h[s % 2], c->h[(s + 1) % 2],
-                     c->y + t * B * H);
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += c->Tc) {
+        const ptrdiff_t n = c->Tc < T - k0 ? c->Tc : T - k0, t0 = rev ? T - k0 - n : k0;
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 3H), the units' columns */
+        FN(rgemm_units)(c->blas, 3, H, u0, u1, n * B, I, c->x + t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
+                        c->xw, GH);
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev), s = k0 + k;
+            FN(gru_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, c->lengths, t, u0, u1,
+                         c->xw + (t - t0) * B * GH, c->hw, NULL, c->h[s % 2], c->h[(s + 1) % 2],
+                         c->y + t * B * H);
+            if (p1 - p0 == 1)
+                crnn_parallel_barrier(p0);
+        }
     }
 }
 
@@ -341,7 +349,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
                                      workspace + crnn_gru_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
-                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
+                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other }, Tc, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
      * chunk by the team; always the latter in training of the shapes that
      * split (one chunk, all steps), even on one thread: its two products
@@ -357,7 +365,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     if (tape == NULL && T == 1 && B == 1 && threads == 1 && step_valid(lengths, 0, 0)
         && FN(row_step_pays)(3, H, W_hh_packed) && FN(row_step_input_pays)(3, H, I, W_ih_packed)
         && apart(y, h_n, (size_t)H * sizeof(real))) {
-        FN(gru_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, hw + 2 * H, y);
+        FN(gru_row_step)(H, 0, H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, hw + 2 * H, y);
         memcpy(h_n, y, (size_t)H * sizeof(real));
         return;
     }
@@ -373,6 +381,8 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
         fwd_pipe pipe = { &chunk, FN(gru_pipe_input), FN(gru_pipe_steps), (char *)xw,
                           (size_t)(B * GH) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
+    } else if (units) {
+        crnn_parallel_team(threads, FN(gru_run_units), &chunk);
     } else {
         if (train_split)
             crnn_parallel_blas_solo_begin(blas);
@@ -389,9 +399,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
             chunk.t0 = t0;
             chunk.n = n;
             chunk.k0 = k0;
-            if (units)
-                crnn_parallel_team(threads, FN(gru_chunk_units), &chunk);
-            else if (team_input)
+            if (team_input)
                 crnn_parallel_team(threads, FN(gru_chunk_team_rows), &chunk);
             else
                 crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);

@@ -167,11 +167,13 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
     const int proj = d->proj_size > 0;
     const ptrdiff_t n = u1 - u0;  /* units; without projection, P == H */
 
-    /* One valid row, all units: [F2] and [F3] fused (row_step.h), the same bits */
-    if (B == 1 && n == H && !proj && step_valid(lengths, 0, t) && FN(row_step_pays)(4, H, W_hh_packed)
+    /* One valid row, its units (all, or a thread's share): [F2] and [F3]
+     * fused (row_step.h), the same bits */
+    if (B == 1 && !proj && step_valid(lengths, 0, t) && FN(row_step_pays)(4, H, W_hh_packed)
         && apart(y_t, h_prev, (size_t)H * sizeof(real))) {
-        FN(lstm_row_step)(H, NULL, 0, NULL, h_prev, W_hh_packed, w->b_ih, w->b_hh, gates, c_prev, c_out, y_t);
-        copy_row(h_out, y_t, (size_t)H * sizeof(real));
+        FN(lstm_row_step)(H, u0, u1, NULL, 0, NULL, h_prev, W_hh_packed, w->b_ih, w->b_hh, gates, c_prev, c_out,
+                          y_t);
+        copy_row(h_out + u0, y_t + u0, (size_t)n * sizeof(real));
         return;
     }
 
@@ -237,6 +239,7 @@ typedef struct {
     real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
     ptrdiff_t k0;                  /* split by units: steps done before this chunk, */
     real *h[2];                    /* the state before step k0 + k in h[k % 2], after it in the other */
+    ptrdiff_t Tc;                  /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(lstm_chunk);
 
@@ -288,29 +291,36 @@ static void FN(lstm_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     team_rows_after_input(p0, p1, B, FN(lstm_chunk_rows), arg);
 }
 
-/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
- * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
- * units_cut(H), [0, 2) all of them. A unit's gates, cell and output read
- * only that unit's columns of the products, but the recurrent product reads
- * all of h_{t-1}: the members meet after every step, and the state goes
- * back and forth between two buffers, so that neither writes the h_{t-1}
- * the other may still be reading. Inference without projection only. */
-static void FN(lstm_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+/* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
+ * for a team of two (parallel.h): parts [0, 1) and [1, 2) are the units
+ * before and from units_cut(H), [0, 2) all of them. A unit's gates, cell
+ * and output read only that unit's columns of the products, but the
+ * recurrent product reads all of h_{t-1}: the members meet after every
+ * step, and the state goes back and forth between two buffers, so that
+ * neither writes the h_{t-1} the other may still be reading. Each member
+ * computes its units' columns of every chunk's input product: one team
+ * call for the whole pass (waking the other thread once per chunk cost
+ * more than a chunk's few steps gain). Inference without projection only. */
+static void FN(lstm_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(lstm_chunk) *c = arg;
-    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, GH = 4 * c->d->hidden_size;
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size,
+                    GH = 4 * c->d->hidden_size;
     const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
     const int rev = c->d->reverse != 0;
-    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), the units' columns */
-    FN(rgemm_units)(c->blas, 4, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->w->W_ih, c->W_ih_packed, 0,
-                    c->xw, GH);
-    for (ptrdiff_t k = 0; k < c->n; k++) {
-        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
-        FN(lstm_step)(c->blas, c->d, c->w, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
-                      c->xw + (t - c->t0) * B * GH, c->h[s % 2], c->c_n, c->h[(s + 1) % 2], c->c_n,
-                      c->y + t * B * H, NULL, NULL);
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += c->Tc) {
+        const ptrdiff_t n = c->Tc < T - k0 ? c->Tc : T - k0, t0 = rev ? T - k0 - n : k0;
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, 4H), the units' columns */
+        FN(rgemm_units)(c->blas, 4, H, u0, u1, n * B, I, c->x + t0 * B * I, I, c->w->W_ih, c->W_ih_packed, 0,
+                        c->xw, GH);
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev), s = k0 + k;
+            FN(lstm_step)(c->blas, c->d, c->w, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
+                          c->xw + (t - t0) * B * GH, c->h[s % 2], c->c_n, c->h[(s + 1) % 2], c->c_n,
+                          c->y + t * B * H, NULL, NULL);
+            if (p1 - p0 == 1)
+                crnn_parallel_barrier(p0);
+        }
     }
 }
 
@@ -398,7 +408,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                      workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
-                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, 0 };
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, Tc, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
      * chunk by the team; always the latter in training of the shapes that
      * split (one chunk, all steps), even on one thread: its two products
@@ -414,7 +424,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     if (tape == NULL && T == 1 && B == 1 && !proj && threads == 1 && step_valid(lengths, 0, 0)
         && FN(row_step_pays)(4, H, W_hh_packed) && FN(row_step_input_pays)(4, H, I, W_ih_packed)
         && apart(y, h_n, (size_t)H * sizeof(real))) {
-        FN(lstm_row_step)(H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, c_n, c_n, y);
+        FN(lstm_row_step)(H, 0, H, x, I, W_ih_packed, h_n, W_hh_packed, w->b_ih, w->b_hh, xw, c_n, c_n, y);
         memcpy(h_n, y, (size_t)H * sizeof(real));
         return;
     }
@@ -429,6 +439,8 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
         fwd_pipe pipe = { &chunk, FN(lstm_pipe_input), FN(lstm_pipe_steps), (char *)xw,
                           (size_t)(B * GH) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
+    } else if (units) {
+        crnn_parallel_team(threads, FN(lstm_run_units), &chunk);
     } else {
         if (train_split)
             crnn_parallel_blas_solo_begin(blas);
@@ -445,9 +457,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
             chunk.t0 = t0;
             chunk.n = n;
             chunk.k0 = k0;
-            if (units)
-                crnn_parallel_team(threads, FN(lstm_chunk_units), &chunk);
-            else if (team_input)
+            if (team_input)
                 crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
             else
                 crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);

@@ -156,6 +156,7 @@ typedef struct {
     real *y, *h_n;
     ptrdiff_t k0;       /* split by units: steps done before this chunk, */
     real *h[2];         /* the state before step k0 + k in h[k % 2], after it in the other */
+    ptrdiff_t Tc;      /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(rnn_chunk);
 
@@ -197,28 +198,33 @@ static void FN(rnn_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     team_rows_after_input(p0, p1, B, FN(rnn_chunk_rows), arg);
 }
 
-/* The chunk's steps on hidden units [u0, u1) of every row, for a team of
- * two (parallel.h): parts [0, 1) and [1, 2) are the units before and from
- * units_cut(H), [0, 2) all of them. A unit's output reads only that unit's
- * columns of the products, but the recurrent product reads all of h_{t-1}:
- * the members meet after every step, and the state goes back and forth
- * between two buffers, so that neither writes the h_{t-1} the other may
- * still be reading. Inference only. */
-static void FN(rnn_chunk_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+/* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
+ * for a team of two (parallel.h): parts [0, 1) and [1, 2) are the units
+ * before and from units_cut(H), [0, 2) all of them. A unit's output reads
+ * only that unit's columns of the products, but the recurrent product
+ * reads all of h_{t-1}: the members meet after every step, and the state
+ * goes back and forth between two buffers, so that neither writes the
+ * h_{t-1} the other may still be reading. Each member computes its units'
+ * columns of every chunk's input product: one team call for the whole
+ * pass, as lstm_run_units. Inference only. */
+static void FN(rnn_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_chunk) *c = arg;
-    const ptrdiff_t B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
     const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
     const int rev = c->d->reverse != 0;
-    /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), the units' columns */
-    FN(rgemm_units)(c->blas, 1, H, u0, u1, c->n * B, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
-                    c->xw, H);
-    for (ptrdiff_t k = 0; k < c->n; k++) {
-        const ptrdiff_t t = c->t0 + step_time(k, c->n, rev), s = c->k0 + k;
-        FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
-                     c->xw + (t - c->t0) * B * H, c->h[s % 2], c->h[(s + 1) % 2], c->y + t * B * H);
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    for (ptrdiff_t k0 = 0; k0 < T; k0 += c->Tc) {
+        const ptrdiff_t n = c->Tc < T - k0 ? c->Tc : T - k0, t0 = rev ? T - k0 - n : k0;
+        /* [F1] xw[0:n] = x[t0:t0+n] @ W_ih.T   (n*B, I) x (I, H), the units' columns */
+        FN(rgemm_units)(c->blas, 1, H, u0, u1, n * B, I, c->x + t0 * B * I, I, c->W_ih, c->W_ih_packed, 0,
+                        c->xw, H);
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t t = t0 + step_time(k, n, rev), s = k0 + k;
+            FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1,
+                         c->xw + (t - t0) * B * H, c->h[s % 2], c->h[(s + 1) % 2], c->y + t * B * H);
+            if (p1 - p0 == 1)
+                crnn_parallel_barrier(p0);
+        }
     }
 }
 
@@ -291,7 +297,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
                                      workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
     FN(rnn_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
-                            x, xw, ws_h, y, h_n, 0, { h_n, h_other }, 0 };
+                            x, xw, ws_h, y, h_n, 0, { h_n, h_other }, Tc, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
      * chunk by the team; always the latter in training of the shapes that
      * split (one chunk, all steps), even on one thread: its two products
@@ -308,6 +314,8 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
         fwd_pipe pipe = { &chunk, FN(rnn_pipe_input), FN(rnn_pipe_steps), (char *)xw,
                           (size_t)(B * H) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);
+    } else if (units) {
+        crnn_parallel_team(threads, FN(rnn_run_units), &chunk);
     } else {
         if (train_split)
             crnn_parallel_blas_solo_begin(blas);
@@ -324,9 +332,7 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
             chunk.t0 = t0;
             chunk.n = n;
             chunk.k0 = k0;
-            if (units)
-                crnn_parallel_team(threads, FN(rnn_chunk_units), &chunk);
-            else if (team_input)
+            if (team_input)
                 crnn_parallel_team(threads, FN(rnn_chunk_team_rows), &chunk);
             else
                 crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);

@@ -12,13 +12,12 @@
  * 512 steps (I = 64, H = 128) 4-8% in inference, 2-3% in training (whose
  * backward is not fused). Not measured on AMD; AVX2-only CPUs never fuse.
  *
- * Tried and not kept: one sequence split by units over two threads, each
- * fusing its own blocks (the same bits as one thread): a C loop with all
- * buffers on cache lines and private gate rows ran 1.4x faster, but in the
- * cells two threads were no faster than one (H = 128, T = 512). Not
- * explained; a suspect: there the state, cell, output and gate rows are
- * not aligned to the cut, so both threads write some of the same cache
- * lines every step.
+ * One sequence split by units over two threads (units_shape in common.h),
+ * each fusing its own blocks, gives the same bits as one thread. On the
+ * Intel Xeon two threads were no faster than one in the cells (H = 128,
+ * T = 512; a C loop with all buffers on cache lines ran 1.4x faster); on
+ * an AMD EPYC (Zen 4) the cells ran 1.5-1.6x faster (LSTM, GRU, H = 128),
+ * so the split is taken, on any CPU (no rule here tells the two apart).
  *
  * The LSTM's backward step fuses the same way: each block's cell gradients,
  * then its 64 rows of W_hh times them into dh_{t-1}, in a layout of its own
@@ -174,15 +173,16 @@ static inline __attribute__((always_inline)) AVX512 __m512 bias_sum(const float 
 /* lstm_step's [F2]-[F3] for one row (lstm.c), in blocks of 16 units:
  *     gates += h_prev W_hh^T;  i, f, o = sigmoid(. + bias), g = tanh(. + bias)
  *     c_out = f * c_prev + i * g;  h_new = tanh(c_out) * o      (bias = b_ih + b_hh) */
-static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+static AVX512 void lstm_row_step_avx512(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                                        const float *Wp_ih,
                                         const float *h_prev, const float *Wp, const float *b_ih,
                                         const float *b_hh, float *gates, const float *c_prev, float *c_out,
                                         float *h_new)
 {
     const __m512 zero[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     const int backward = turn++ & 1;
-    for (ptrdiff_t j = 0; j < H; j += RGEMM_NR) {
-        const ptrdiff_t u = block_unit(backward, H, j);
+    for (ptrdiff_t j = 0; j < u1 - u0; j += RGEMM_NR) {
+        const ptrdiff_t u = u0 + block_unit(backward, u1 - u0, j);
         __m512 pre[4], c0[4];
         if (x != NULL)  /* [F1] here: x_t W_ih^T, then [F2] adds to it */
             gate_panels(4, H, I, x, Wp_ih + u * I, zero, c0);
@@ -208,15 +208,16 @@ static AVX512 void lstm_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I
  *     hw = h_prev W_hh^T;  r, z = sigmoid((gates + b_ih) + (hw + b_hh))
  *     hn = hw_n + b_hn;  n = tanh((gates_n + b_in) + r * hn)
  *     h_new = (1 - z) * n + z * h_prev */
-static AVX512 void gru_row_step_avx512(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih,
+static AVX512 void gru_row_step_avx512(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                                       const float *Wp_ih,
                                        const float *h_prev, const float *Wp, const float *b_ih, const float *b_hh,
                                        float *gates, float *hn, float *h_new)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 zero[3] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     const int backward = turn++ & 1;
-    for (ptrdiff_t j = 0; j < H; j += RGEMM_NR) {
-        const ptrdiff_t u = block_unit(backward, H, j);
+    for (ptrdiff_t j = 0; j < u1 - u0; j += RGEMM_NR) {
+        const ptrdiff_t u = u0 + block_unit(backward, u1 - u0, j);
         const ptrdiff_t r_at = CRNN_GRU_R * H + u, z_at = CRNN_GRU_Z * H + u, n_at = CRNN_GRU_N * H + u;
         __m512 xw[3], hw[3];
         if (x != NULL) {  /* [F1] here: x_t W_ih^T */
@@ -315,18 +316,18 @@ void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev
     lstm_row_back_avx512(H, gates, c_prev, c_new, dy, dh, dc, Wp, dpre);
 }
 
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
-                            float *c_out, float *h_new)
+void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                            const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                            const float *b_hh, float *gates, const float *c_prev, float *c_out, float *h_new)
 {
-    lstm_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
+    lstm_row_step_avx512(H, u0, u1, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, c_prev, c_out, h_new);
 }
 
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
-                           float *h_new)
+void crnn_gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                           const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                           const float *b_hh, float *gates, float *hn, float *h_new)
 {
-    gru_row_step_avx512(H, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
+    gru_row_step_avx512(H, u0, u1, x, I, Wp_ih, h_prev, Wp, b_ih, b_hh, gates, hn, h_new);
 }
 
 #else
@@ -337,19 +338,19 @@ void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev
     (void)H, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wp, (void)dpre;
 }
 
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
-                            float *c_out, float *h_new)
+void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                            const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                            const float *b_hh, float *gates, const float *c_prev, float *c_out, float *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
         (void)c_prev, (void)c_out, (void)h_new;
 }
 
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
-                           float *h_new)
+void crnn_gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                           const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                           const float *b_hh, float *gates, float *hn, float *h_new)
 {
-    (void)H, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
         (void)h_new;
 }
 

@@ -42,7 +42,12 @@ int crnn_row_step_enable(int on);
  * sequence: a stream's). */
 int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float *Wp_ih);
 
-/* The input, x: NULL when gates holds x_t W_ih^T on entry; else x_t (I,),
+/* The steps below run on the 16-unit blocks of units [u0, u1) only (0 and
+ * H for all; multiples of 16), reading all of h_prev and writing only
+ * those units' elements of every output (a thread's share of a step split
+ * by units, common.h); all pointers are to whole rows.
+ *
+ * The input, x: NULL when gates holds x_t W_ih^T on entry; else x_t (I,),
  * whose product with W_ih (packed at Wp_ih) the step computes itself, each
  * gate's sums as crnn_rgemm_mv_f32's (from zero), before the recurrent
  * product adds to them. */
@@ -51,9 +56,9 @@ int crnn_row_step_input_pays(ptrdiff_t G, ptrdiff_t H, ptrdiff_t I, const float 
  * b_hh (4H,) or NULL (zeros), added as lstm.c's sum_biases adds them (so
  * a stream's step needs no pass to sum them first); c_out may be c_prev;
  * h_new (H,) = o * tanh(c_new). */
-void crnn_lstm_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                            const float *Wp, const float *b_ih, const float *b_hh, float *gates, const float *c_prev,
-                            float *c_out, float *h_new);
+void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                            const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                            const float *b_hh, float *gates, const float *c_prev, float *c_out, float *h_new);
 
 /* The backward's step of one valid LSTM row (lstm_back_rows in lstm.c),
  * no projection: from the tape's gates (4H,), c_prev, c_new (H,), dy_t
@@ -79,8 +84,8 @@ int crnn_row_back_enable(int on);
 /* GRU: gates (3H,) out: the activated r, z, n; b_ih, b_hh (3H,) or NULL
  * (zeros, added as gru.c adds them); hn (H,) receives W_hn h_prev + b_hn; h_new (H,) =
  * (1 - z) * n + z * h_prev. */
-void crnn_gru_row_step_f32(ptrdiff_t H, const float *x, ptrdiff_t I, const float *Wp_ih, const float *h_prev,
-                           const float *Wp, const float *b_ih, const float *b_hh, float *gates, float *hn,
-                           float *h_new);
+void crnn_gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
+                           const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
+                           const float *b_hh, float *gates, float *hn, float *h_new);
 
 #endif /* CRNN_ROW_STEP_H */

@@ -165,9 +165,11 @@ CASES = [
     # batches too small to split by rows: training runs as pipelines
     # (pipe_chunk_steps(): T*B*G*H*(I+H) >= 8M), the steps on one thread, on
     # the other the input product of the chunk after (forward) or the
-    # products of the chunk before (backward); inference stays on one
+    # products of the chunk before (backward); inference splits by units
+    # where H >= 96 is a multiple of 16 and T*B*G*H*H >= 4M (units_shape()),
+    # else stays on one thread
     ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
-    ("gru", 150, 3, 40, 100, True, True),
+    ("gru", 150, 3, 40, 100, True, True),     # inference on one thread
     ("rnn", 300, 2, 64, 128, True, True),
 ]
 
@@ -206,24 +208,31 @@ def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thre
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
-def test_a_small_batch_trains_as_a_pipeline_on_two_threads(blas_threads, second_thread, cell, training):
-    """Proof that the pipelines ran: one split for the forward and one for
-    the backward of a training pass of a single sequence, none in inference
-    (which stays on one thread) nor on one thread. With the crowding check
-    off: OpenBLAS's pool threads, spinning after earlier products, would
-    rightly send a pipeline on crnn's worker to the caller alone."""
+def test_a_single_sequence_splits_on_two_threads(blas_threads, second_thread, cell, training):
+    """Proof that the 2-thread paths of a single sequence ran: one split for
+    the forward and one for the backward of a training pass (pipelines),
+    one for inference (split by hidden units, one team for all its chunks
+    of steps), none on one thread. Inference split by units gives the
+    one-thread bits (the fused row step, or the one-row kernel, on each
+    member's blocks). With the crowding check off: OpenBLAS's pool threads,
+    spinning after earlier products, would rightly send a pipeline on
+    crnn's worker to the caller alone."""
     ext = crnn._backend.extension()
     ext._check_crowding(False)
+    outputs = {}
     try:
-        for threads, splits in ((2, 2 if training else 0), (1, 0)):
+        for threads, splits in ((2, 2 if training else 1), (1, 0)):
             blas_threads(threads)
             before = split_counts()
-            run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=training)
+            outputs[threads] = run(_c_kernels, cell, 384, 1, 64, 128, np.float32, training=training)
             on_pool, on_worker = (after - was for after, was in zip(split_counts(), before))
             assert on_pool + on_worker == splits
             assert (on_pool if second_thread == "pool" else on_worker) == splits
     finally:
         ext._check_crowding(True)
+    if not training:
+        for name in outputs[1]:
+            np.testing.assert_array_equal(outputs[2][name], outputs[1][name])
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")

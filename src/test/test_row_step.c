@@ -12,7 +12,9 @@
  * h_n == h0, c_n == c0) and training forward (the tape too). Each pass
  * runs on the AVX-512 path, which fuses, and again capped at AVX2
  * (crnn_vmath_limit), which never does: every output must be the same, bit
- * for bit. Needs a CPU with AVX-512F (else it says so and passes).
+ * for bit. And a step on two ranges of units (a split by units) gives
+ * the whole step's bits. Needs a CPU with AVX-512F (else it says so and
+ * passes).
  * Exit status 0 iff every check passed.
  */
 #include <stdint.h>
@@ -144,6 +146,62 @@ static void check_config(const config *c, const crnn_blas *blas)
     free_outputs(&plain);
 }
 
+/* A step run on two ranges of units, [0, cut) and [cut, H) (the two
+ * threads of a split by units), writes the same bits as the step on all
+ * of them: each block's sums and cell are its own. LSTM and GRU, with
+ * the input product given (a sequence's) and fused (x given). */
+static void check_unit_ranges(void)
+{
+    const ptrdiff_t Hs[] = { 64, 96, 128 }, I = 32;
+    for (int lstm = 0; lstm <= 1; lstm++)
+        for (size_t h = 0; h < sizeof Hs / sizeof *Hs; h++)
+            for (int fuse_input = 0; fuse_input <= 1; fuse_input++) {
+                const ptrdiff_t H = Hs[h], G = lstm ? 4 : 3, cut = H / 2 / 16 * 16;
+                unsigned seed = 777u + (unsigned)H;
+                float *x = random_floats((size_t)I, 1.0f, &seed);
+                float *W_ih = random_floats((size_t)(G * H * I), 0.3f, &seed);
+                float *W_hh = random_floats((size_t)(G * H * H), 0.3f, &seed);
+                float *b_ih = random_floats((size_t)(G * H), 0.5f, &seed);
+                float *b_hh = random_floats((size_t)(G * H), 0.5f, &seed);
+                float *h_prev = random_floats((size_t)H, 0.8f, &seed), *c_prev = random_floats((size_t)H, 0.8f, &seed);
+                float *xw = random_floats((size_t)(G * H), 1.0f, &seed);
+                const size_t n_ih = crnn_packed_size_f32(G * H, I), n_hh = crnn_packed_size_f32(G * H, H);
+                float *Wp_ih = aligned_alloc(64, n_ih * sizeof(float)), *Wp = aligned_alloc(64, n_hh * sizeof(float));
+                crnn_pack_f32(G * H, I, W_ih, Wp_ih);
+                crnn_pack_f32(G * H, H, W_hh, Wp);
+                const float *xs = fuse_input ? x : NULL;
+                float *out[2][4];  /* [whole, halves][gates, c or hn, h_new, unused] */
+                for (int r = 0; r < 2; r++) {
+                    out[r][0] = malloc((size_t)(G * H) * sizeof(float));
+                    memcpy(out[r][0], xw, (size_t)(G * H) * sizeof(float));
+                    out[r][1] = calloc((size_t)H, sizeof(float));
+                    out[r][2] = calloc((size_t)H, sizeof(float));
+                    const ptrdiff_t ranges[2][2] = { { 0, r == 0 ? H : cut }, { r == 0 ? H : cut, H } };
+                    for (int k = 0; k < 2; k++) {
+                        const ptrdiff_t u0 = ranges[k][0], u1 = ranges[k][1];
+                        if (u0 == u1)
+                            continue;
+                        if (lstm)
+                            crnn_lstm_row_step_f32(H, u0, u1, xs, I, Wp_ih, h_prev, Wp, b_ih, b_hh, out[r][0], c_prev,
+                                                   out[r][1], out[r][2]);
+                        else
+                            crnn_gru_row_step_f32(H, u0, u1, xs, I, Wp_ih, h_prev, Wp, b_ih, b_hh, out[r][0],
+                                                  out[r][1], out[r][2]);
+                    }
+                }
+                if (!same(out[0][0], out[1][0], (size_t)(G * H)) || !same(out[0][1], out[1][1], (size_t)H)
+                    || !same(out[0][2], out[1][2], (size_t)H)) {
+                    printf("FAIL %s H=%td input %s: the step on units [0, %td) and [%td, %td) differs from the "
+                           "whole step\n", lstm ? "lstm" : "gru", H, fuse_input ? "fused" : "given", cut, cut, H);
+                    allok = 0;
+                }
+                for (int r = 0; r < 2; r++)
+                    free(out[r][0]), free(out[r][1]), free(out[r][2]);
+                free(x), free(W_ih), free(W_hh), free(b_ih), free(b_hh), free(h_prev), free(c_prev), free(xw);
+                free(Wp_ih), free(Wp);
+            }
+}
+
 int main(void)
 {
     if (crnn_vmath_limit(CRNN_VMATH_AVX512) != CRNN_VMATH_AVX512) {
@@ -169,6 +227,7 @@ int main(void)
                         check_config(&c, blas);
                         configs++;
                     }
+    check_unit_ranges();
     /* the shapes meant to fuse do (a W_hh packed on a cache line) */
     float *Wp = aligned_alloc(64, 64 * sizeof(float));
     for (size_t h = 0; h < sizeof Hs / sizeof *Hs; h++)
