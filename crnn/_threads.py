@@ -26,8 +26,10 @@ def set_num_threads(n: int) -> None:
     With n >= 2 the C backend also runs work on a second thread: OpenBLAS's
     own pool thread where the BLAS exports it (blas_info()["shares_pool"]),
     else a worker thread of crnn's. Inference splits a batch by rows, or a
-    large layer by hidden units; training splits a batch by rows. The pool
-    is held at one thread while a split runs on it and during a split
+    large layer or a small batch by hidden units; training splits a batch by
+    rows, a single sequence's forward pass by hidden units, and runs a small
+    batch as a pipeline (one thread steps, the other computes products). The
+    pool is held at one thread while a split runs on it and during a split
     training pass (each of the two threads then calls the BLAS on its own).
     """
     _ext().set_num_threads(positive_int("n", n))

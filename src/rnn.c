@@ -228,6 +228,28 @@ static void FN(rnn_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     }
 }
 
+/* The training forward pass on hidden units [u0, u1) of every row, all
+ * steps, for a team of two (parallel.h), as lstm_train_units. */
+static void FN(rnn_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(rnn_chunk) *c = arg;
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, cut = units_cut(H);
+    const ptrdiff_t u0 = p0 == 0 ? 0 : cut, u1 = p1 == 2 ? H : cut;
+    const int rev = c->d->reverse != 0;
+    /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, 1H), the units' columns, half by half */
+    if (p0 == 0)
+        FN(rgemm_units)(c->blas, 1, H, 0, cut, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, H);
+    if (p1 == 2)
+        FN(rgemm_units)(c->blas, 1, H, cut, H, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, H);
+    for (ptrdiff_t k = 0; k < T; k++) {
+        const ptrdiff_t t = step_time(k, T, rev);
+        FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1, c->xw + t * B * H,
+                     c->ws_h + prev_slot(t, rev) * B * H, c->ws_h + next_slot(t, rev) * B * H, c->y + t * B * H);
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+    }
+}
+
 /* The forward pipeline's (common.h) two parts: [F1] of a chunk, and the
  * chunk's steps on every row. */
 static void FN(rnn_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
@@ -280,13 +302,14 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     /* split by units (common.h): inference only; training by rows (train_threads) */
     const int units = h_other != NULL && FN(units_split)(blas, T, B, H, H, H);
     const int train_split = tape != NULL && train_threads(blas, T, B, I, H, H) > 1;
+    const int train_units = tape != NULL && FN(train_units)(blas, T, B, H, H, H);
     if (W_hh_packed == NULL && rgemm_shape(T, B)) {
         const size_t size = crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER);
-        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, units || train_split, CRNN_TRANS, w->W_hh,
-                                        workspace + size - crnn_rgemm_packed_size(H, H));
+        W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, units || train_split || train_units, CRNN_TRANS,
+                                        w->W_hh, workspace + size - crnn_rgemm_packed_size(H, H));
     }
 
-    const int threads = units || train_split ? 2
+    const int threads = units || train_split || train_units ? 2
                         : tape != NULL ? 1
                                        : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
     /* [F1] runs in the packed kernel too when W_hh does (inference): on
@@ -310,7 +333,11 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     const ptrdiff_t pipe_Tc = tape != NULL && threads == 1 && !team_input
                                   ? pipe_chunk_steps(blas, T, B, I, H, H, T)
                                   : 0;
-    if (pipe_Tc > 0) {
+    if (train_units) {  /* a single sequence's training: split by units instead (common.h) */
+        crnn_parallel_blas_solo_begin(blas);
+        crnn_parallel_team(threads, FN(rnn_train_units), &chunk);
+        crnn_parallel_blas_solo_end(blas);
+    } else if (pipe_Tc > 0) {
         fwd_pipe pipe = { &chunk, FN(rnn_pipe_input), FN(rnn_pipe_steps), (char *)xw,
                           (size_t)(B * H) * sizeof(real), T, pipe_Tc, rev };
         run_forward_pipe(blas, &pipe);

@@ -166,11 +166,14 @@ CASES = [
     # (pipe_chunk_steps(): T*B*G*H*(I+H) >= 8M), the steps on one thread, on
     # the other the input product of the chunk after (forward) or the
     # products of the chunk before (backward); inference splits by units
-    # where H >= 96 is a multiple of 16 and T*B*G*H*H >= 4M (units_shape()),
-    # else stays on one thread
+    # where H >= 64 is a multiple of 16, B*G*H*H >= 8192 and T*B*G*H*H >= 4M
+    # (units_shape()), else stays on one thread; so does the training
+    # forward of a single sequence (train_units())
     ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
     ("gru", 150, 3, 40, 100, True, True),     # inference on one thread
     ("rnn", 300, 2, 64, 128, True, True),
+    ("gru", 200, 1, 30, 112, True, True),
+    ("rnn", 400, 1, 20, 128, False, False),
 ]
 
 
@@ -210,9 +213,9 @@ def test_the_split_runs_on_the_second_thread_asked_for(blas_threads, second_thre
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
 def test_a_single_sequence_splits_on_two_threads(blas_threads, second_thread, cell, training):
     """Proof that the 2-thread paths of a single sequence ran: one split for
-    the forward and one for the backward of a training pass (pipelines),
-    one for inference (split by hidden units, one team for all its chunks
-    of steps), none on one thread. Inference split by units gives the
+    the forward of a training pass (by hidden units) and one for its
+    backward (a pipeline), one for inference (by hidden units, one team for
+    all its chunks of steps), none on one thread. Inference split by units gives the
     one-thread bits (the fused row step, or the one-row kernel, on each
     member's blocks). With the crowding check off: OpenBLAS's pool threads,
     spinning after earlier products, would rightly send a pipeline on
@@ -356,8 +359,9 @@ def test_training_gives_the_blas_its_threads_back(blas_threads):
 
 
 @pytest.mark.parametrize("shape", [("gru", 40, 32, 20, 130, np.float32),   # split by rows
-                                   ("lstm", 200, 2, 48, 96, np.float32)],  # the backward's pipeline
-                         ids=["rows", "pipeline"])
+                                   ("lstm", 200, 2, 48, 96, np.float32),   # the pipelines
+                                   ("lstm", 200, 1, 48, 96, np.float32)],  # forward by units
+                         ids=["rows", "pipeline", "units"])
 def test_concurrent_training_callers_each_get_their_own_results(blas_threads, second_thread, shape):
     """Training passes from four Python threads at once: one team at a time,
     the others alone; every result is the one of a lone call, and the BLAS
