@@ -197,8 +197,7 @@ typedef struct {
     real *hw;              /* (B, 3H) scratch */
     real *ws_hn, *ws_h;    /* the tape (training), or NULL */
     real *y, *h_n;
-    ptrdiff_t k0;          /* split by units: steps done before this chunk, */
-    real *h[2];            /* the state before step k0 + k in h[k % 2], after it in the other */
+    real *h[2];            /* split by units: the state before step s in h[s % 2], after it in the other */
     ptrdiff_t Tc;      /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(gru_chunk);
@@ -314,7 +313,8 @@ static void FN(gru_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
 static void FN(gru_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
 {
     FN(gru_chunk) *c = arg;
-    c->k0 = k0, c->t0 = t0, c->n = n, c->xw = xw;
+    (void)k0;  /* the chunk's first step: the row steps need its times only */
+    c->t0 = t0, c->n = n, c->xw = xw;
     FN(gru_chunk_rows)(c, 0, c->d->batch);
 }
 
@@ -374,7 +374,7 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
                                      workspace + crnn_gru_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
-                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, 0, { h_n, h_other }, Tc, 0 };
+                            0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, { h_n, h_other }, Tc, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
      * chunk by the team; always the latter in training of the shapes that
      * split (one chunk, all steps), even on one thread: its two products
@@ -427,7 +427,6 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
 
             chunk.t0 = t0;
             chunk.n = n;
-            chunk.k0 = k0;
             if (team_input)
                 crnn_parallel_team(threads, FN(gru_chunk_team_rows), &chunk);
             else

@@ -237,8 +237,7 @@ typedef struct {
     const real *x, *W_ih_packed;   /* W_ih packed, for [F1] on the threads */
     real *ws_h, *ws_c, *ws_r;      /* the tape (training), or NULL; ws_r if P > 0 */
     real *y, *h_n, *c_n, *r, *hr;  /* r, hr: (B, H), (B, P) scratch, if P > 0 */
-    ptrdiff_t k0;                  /* split by units: steps done before this chunk, */
-    real *h[2];                    /* the state before step k0 + k in h[k % 2], after it in the other */
+    real *h[2];                    /* split by units: the state before step s in h[s % 2], after it in the other */
     ptrdiff_t Tc;                  /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(lstm_chunk);
@@ -365,7 +364,8 @@ static void FN(lstm_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
 static void FN(lstm_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
 {
     FN(lstm_chunk) *c = arg;
-    c->k0 = k0, c->t0 = t0, c->n = n, c->xw = xw;
+    (void)k0;  /* the chunk's first step: the row steps need its times only */
+    c->t0 = t0, c->n = n, c->xw = xw;
     FN(lstm_chunk_rows)(c, 0, c->d->batch);
 }
 
@@ -438,7 +438,7 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
                                      workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
-                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, 0, { h_n, h_other }, Tc, 0 };
+                             ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, { h_n, h_other }, Tc, 0 };
     /* split by rows: [F1] per step and row range, or first for the whole
      * chunk by the team; always the latter in training of the shapes that
      * split (one chunk, all steps), even on one thread: its two products
@@ -490,7 +490,6 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
 
             chunk.t0 = t0;
             chunk.n = n;
-            chunk.k0 = k0;
             if (team_input)
                 crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
             else
