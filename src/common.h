@@ -219,8 +219,8 @@ static inline void lstm_row_step_f64(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, co
                                      const double *b_ih, const double *b_hh, double *gates, const double *c_prev,
                                      double *c_out, double *h_new)
 {
-    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
-        (void)c_prev, (void)c_out, (void)h_new;
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh;
+    (void)gates, (void)c_prev, (void)c_out, (void)h_new;
 }
 
 static inline int lstm_row_back_pays_f32(ptrdiff_t H, const float *Wb)
@@ -270,8 +270,8 @@ static inline void gru_row_step_f64(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, con
                                     const double *b_ih, const double *b_hh, double *gates, double *hn,
                                     double *h_new)
 {
-    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
-        (void)h_new;
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh;
+    (void)gates, (void)hn, (void)h_new;
 }
 
 /* a (n,) and b (n,) share no element */
@@ -731,8 +731,8 @@ static inline ptrdiff_t pipe_chunk_steps(const crnn_blas *blas, ptrdiff_t T, ptr
 }
 
 /* A training forward pass as that pipeline: input(job, t0, n, xw)
- * computes [F1] of times t0 .. t0+n-1 into xw, steps(job, k0, t0, n, xw)
- * runs their steps (visits k0 ..) on every row. Each step's product goes
+ * computes [F1] of times t0 .. t0+n-1 into xw, steps(job, t0, n, xw)
+ * runs their steps on every row. Each step's product goes
  * into the tape, step t's at xw + t * step_bytes: no buffer is reused.
  * (Inference, whose chunks share one buffer, does not pipeline: its input
  * product is a tenth of the pass or less, and two threads measured 0.88x to
@@ -740,19 +740,18 @@ static inline ptrdiff_t pipe_chunk_steps(const crnn_blas *blas, ptrdiff_t T, ptr
 typedef struct {
     void *job;
     void (*input)(void *job, ptrdiff_t t0, ptrdiff_t n, void *xw);
-    void (*steps)(void *job, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw);
+    void (*steps)(void *job, ptrdiff_t t0, ptrdiff_t n, void *xw);
     char *xw;
     size_t step_bytes;
     ptrdiff_t T, Tc;
     int reverse;
 } fwd_pipe;
 
-static inline void fwd_pipe_chunk(const fwd_pipe *fp, ptrdiff_t i, ptrdiff_t *k0, ptrdiff_t *t0, ptrdiff_t *n,
-                                  void **xw)
+static inline void fwd_pipe_chunk(const fwd_pipe *fp, ptrdiff_t i, ptrdiff_t *t0, ptrdiff_t *n, void **xw)
 {
-    *k0 = i * fp->Tc;
-    *n = fp->Tc < fp->T - *k0 ? fp->Tc : fp->T - *k0;
-    *t0 = fp->reverse ? fp->T - *k0 - *n : *k0;
+    const ptrdiff_t k0 = i * fp->Tc;  /* the chunk's first step in visiting order */
+    *n = fp->Tc < fp->T - k0 ? fp->Tc : fp->T - k0;
+    *t0 = fp->reverse ? fp->T - k0 - *n : k0;
     *xw = fp->xw + *t0 * (ptrdiff_t)fp->step_bytes;
 }
 
@@ -762,16 +761,16 @@ static inline void fwd_pipe_team(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const fwd_pipe *fp = arg;
     const ptrdiff_t chunks = (fp->T + fp->Tc - 1) / fp->Tc;
-    ptrdiff_t k0, t0, n;
+    ptrdiff_t t0, n;
     void *xw;
     for (ptrdiff_t i = 0; i <= chunks; i++) {
         if (p1 == 2 && i < chunks) {
-            fwd_pipe_chunk(fp, i, &k0, &t0, &n, &xw);
+            fwd_pipe_chunk(fp, i, &t0, &n, &xw);
             fp->input(fp->job, t0, n, xw);
         }
         if (p0 == 0 && i >= 1) {
-            fwd_pipe_chunk(fp, i - 1, &k0, &t0, &n, &xw);
-            fp->steps(fp->job, k0, t0, n, xw);
+            fwd_pipe_chunk(fp, i - 1, &t0, &n, &xw);
+            fp->steps(fp->job, t0, n, xw);
         }
         if (p1 - p0 == 1)
             crnn_parallel_barrier(p0);

@@ -198,7 +198,7 @@ typedef struct {
     real *ws_hn, *ws_h;    /* the tape (training), or NULL */
     real *y, *h_n;
     real *h[2];            /* split by units: the state before step s in h[s % 2], after it in the other */
-    ptrdiff_t Tc;      /* split by units: steps per chunk (the team runs every chunk) */
+    ptrdiff_t Tc;          /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(gru_chunk);
 
@@ -310,10 +310,9 @@ static void FN(gru_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
     FN(rgemm)(c->blas, n * B, GH, I, c->x + t0 * B * I, I, CRNN_TRANS, c->W_ih, c->W_ih_packed, 0, xw, GH);
 }
 
-static void FN(gru_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
+static void FN(gru_pipe_steps)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
 {
     FN(gru_chunk) *c = arg;
-    (void)k0;  /* the chunk's first step: the row steps need its times only */
     c->t0 = t0, c->n = n, c->xw = xw;
     FN(gru_chunk_rows)(c, 0, c->d->batch);
 }

@@ -361,10 +361,9 @@ static void FN(lstm_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
     FN(rgemm)(c->blas, n * B, GH, I, c->x + t0 * B * I, I, CRNN_TRANS, c->w->W_ih, c->W_ih_packed, 0, xw, GH);
 }
 
-static void FN(lstm_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
+static void FN(lstm_pipe_steps)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
 {
     FN(lstm_chunk) *c = arg;
-    (void)k0;  /* the chunk's first step: the row steps need its times only */
     c->t0 = t0, c->n = n, c->xw = xw;
     FN(lstm_chunk_rows)(c, 0, c->d->batch);
 }

@@ -155,7 +155,7 @@ typedef struct {
     real *ws_h;         /* the tape (training), or NULL */
     real *y, *h_n;
     real *h[2];         /* split by units: the state before step s in h[s % 2], after it in the other */
-    ptrdiff_t Tc;      /* split by units: steps per chunk (the team runs every chunk) */
+    ptrdiff_t Tc;       /* split by units: steps per chunk (the team runs every chunk) */
     int step_input;    /* split by rows: each row range computes its [F1] step by step */
 } FN(rnn_chunk);
 
@@ -232,10 +232,11 @@ static void FN(rnn_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 static void FN(rnn_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_chunk) *c = arg;
-    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size, cut = units_cut(H);
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size,
+                    cut = units_cut(H);
     const ptrdiff_t u0 = p0 == 0 ? 0 : cut, u1 = p1 == 2 ? H : cut;
     const int rev = c->d->reverse != 0;
-    /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, 1H), the units' columns, half by half */
+    /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, H), the units' columns, half by half */
     if (p0 == 0)
         FN(rgemm_units)(c->blas, 1, H, 0, cut, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, H);
     if (p1 == 2)
@@ -258,10 +259,9 @@ static void FN(rnn_pipe_input)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
     FN(rgemm)(c->blas, n * B, GH, I, c->x + t0 * B * I, I, CRNN_TRANS, c->W_ih, c->W_ih_packed, 0, xw, GH);
 }
 
-static void FN(rnn_pipe_steps)(void *arg, ptrdiff_t k0, ptrdiff_t t0, ptrdiff_t n, void *xw)
+static void FN(rnn_pipe_steps)(void *arg, ptrdiff_t t0, ptrdiff_t n, void *xw)
 {
     FN(rnn_chunk) *c = arg;
-    (void)k0;  /* the chunk's first step: the row steps need its times only */
     c->t0 = t0, c->n = n, c->xw = xw;
     FN(rnn_chunk_rows)(c, 0, c->d->batch);
 }

@@ -347,16 +347,16 @@ void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float
                             const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
                             const float *b_hh, float *gates, const float *c_prev, float *c_out, float *h_new)
 {
-    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates,
-        (void)c_prev, (void)c_out, (void)h_new;
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh;
+    (void)gates, (void)c_prev, (void)c_out, (void)h_new;
 }
 
 void crnn_gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
                            const float *Wp_ih, const float *h_prev, const float *Wp, const float *b_ih,
                            const float *b_hh, float *gates, float *hn, float *h_new)
 {
-    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh, (void)gates, (void)hn,
-        (void)h_new;
+    (void)H, (void)u0, (void)u1, (void)x, (void)I, (void)Wp_ih, (void)h_prev, (void)Wp, (void)b_ih, (void)b_hh;
+    (void)gates, (void)hn, (void)h_new;
 }
 
 #endif
