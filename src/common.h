@@ -246,16 +246,19 @@ static inline const double *lstm_row_back_pack_f64(ptrdiff_t H, const double *W_
     return NULL;
 }
 
-static inline void lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new,
-                                     const float *dy, float *dh, float *dc, const float *Wb, float *dpre)
+static inline void lstm_row_back_f32(ptrdiff_t H, int order, const float *gates, const float *c_prev,
+                                     const float *c_new, const float *dy, float *dh, float *dc, const float *Wb,
+                                     float *dpre)
 {
-    crnn_lstm_row_back_f32(H, gates, c_prev, c_new, dy, dh, dc, Wb, dpre);
+    crnn_lstm_row_back_f32(H, order, gates, c_prev, c_new, dy, dh, dc, Wb, dpre);
 }
 
-static inline void lstm_row_back_f64(ptrdiff_t H, const double *gates, const double *c_prev, const double *c_new,
-                                     const double *dy, double *dh, double *dc, const double *Wb, double *dpre)
+static inline void lstm_row_back_f64(ptrdiff_t H, int order, const double *gates, const double *c_prev,
+                                     const double *c_new, const double *dy, double *dh, double *dc,
+                                     const double *Wb, double *dpre)
 {
-    (void)H, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wb, (void)dpre;
+    (void)H, (void)order, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wb;
+    (void)dpre;
 }
 
 static inline void gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,

@@ -674,7 +674,7 @@ static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdi
             if (k > 0)  /* the next step's tape rows, from L3 or memory, while this one runs */
                 FN(prefetch_rows)(c, step_time(k - 1, T, rev));
             if (step_valid(c->lengths, 0, t))
-                FN(lstm_row_back)(H, gates, c_prev, c_new, dy_t, c->dh, c->dc, c->W_hh_back, dpre_t);
+                FN(lstm_row_back)(H, (int)(k & 1), gates, c_prev, c_new, dy_t, c->dh, c->dc, c->W_hh_back, dpre_t);
             else
                 memset(dpre_t, 0, (size_t)GH * sizeof(real));
             continue;

@@ -273,18 +273,23 @@ back_panels(const int NP, ptrdiff_t H, ptrdiff_t u, const float *dpre, const flo
  * the cell's gradients (lstm_cell_backward's arithmetic, in its order,
  * without FMA), then at once the block's share of dh_prev = dpre @ W_hh,
  * summed in acc while the next block's W_hh rows stream in. Blocks go
- * back and forth from step to step, as the forward's do. */
-static AVX512 void lstm_row_back_avx512(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new,
-                                        const float *dy, float *dh, float *dc, const float *Wp, float *dpre)
+ * back and forth from step to step, as the forward's do, but in the order
+ * the caller gives (0: first to last, 1: last to first) from the step's
+ * index, not by the thread's turn: a column of dh_prev sums over the
+ * blocks in that order, and a backward pass called twice on the same
+ * tape must give the same bits (by the turn, with an odd number of steps
+ * between the calls, it did not). */
+static AVX512 void lstm_row_back_avx512(ptrdiff_t H, int order, const float *gates, const float *c_prev,
+                                        const float *c_new, const float *dy, float *dh, float *dc, const float *Wp,
+                                        float *dpre)
 {
     _Alignas(64) float acc[ROW_BACK_MAX_H];
     const __m512 one = _mm512_set1_ps(1.0f);
-    const int backward = turn++ & 1;
     const ptrdiff_t npanels = H / RGEMM_NR;
     for (ptrdiff_t p = 0; p < npanels; p++)
         _mm512_store_ps(acc + p * RGEMM_NR, _mm512_setzero_ps());
     for (ptrdiff_t j = 0; j < H; j += RGEMM_NR) {
-        const ptrdiff_t u = block_unit(backward, H, j);
+        const ptrdiff_t u = block_unit(order, H, j);
         const __m512 i = _mm512_loadu_ps(gates + CRNN_LSTM_I * H + u), f = _mm512_loadu_ps(gates + CRNN_LSTM_F * H + u),
                      g = _mm512_loadu_ps(gates + CRNN_LSTM_G * H + u), o = _mm512_loadu_ps(gates + CRNN_LSTM_O * H + u);
         /* h_t feeds both y_t and step t+1: the two gradients meet here */
@@ -315,10 +320,10 @@ static AVX512 void lstm_row_back_avx512(ptrdiff_t H, const float *gates, const f
         _mm512_storeu_ps(dh + p * RGEMM_NR, _mm512_load_ps(acc + p * RGEMM_NR));
 }
 
-void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new, const float *dy,
-                            float *dh, float *dc, const float *Wp, float *dpre)
+void crnn_lstm_row_back_f32(ptrdiff_t H, int order, const float *gates, const float *c_prev, const float *c_new,
+                            const float *dy, float *dh, float *dc, const float *Wp, float *dpre)
 {
-    lstm_row_back_avx512(H, gates, c_prev, c_new, dy, dh, dc, Wp, dpre);
+    lstm_row_back_avx512(H, order, gates, c_prev, c_new, dy, dh, dc, Wp, dpre);
 }
 
 void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,
@@ -337,10 +342,10 @@ void crnn_gru_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float 
 
 #else
 
-void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new, const float *dy,
-                            float *dh, float *dc, const float *Wp, float *dpre)
+void crnn_lstm_row_back_f32(ptrdiff_t H, int order, const float *gates, const float *c_prev, const float *c_new,
+                            const float *dy, float *dh, float *dc, const float *Wp, float *dpre)
 {
-    (void)H, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wp, (void)dpre;
+    (void)H, (void)order, (void)gates, (void)c_prev, (void)c_new, (void)dy, (void)dh, (void)dc, (void)Wp, (void)dpre;
 }
 
 void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float *x, ptrdiff_t I,

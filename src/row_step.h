@@ -67,16 +67,15 @@ void crnn_lstm_row_step_f32(ptrdiff_t H, ptrdiff_t u0, ptrdiff_t u1, const float
  * dpre (4H,) and the product dpre @ W_hh; Wb: W_hh (4H, H) in the layout
  * of crnn_lstm_row_back_pack_f32 (4H * H floats, row_step.c describes it),
  * on a cache line: each block's rows one stream. dpre and dc get the
- * unfused step's
- * bits; dh sums in another order (block by block), so it agrees with the
- * unfused step to rounding. Where crnn_lstm_row_back_pays(H, Wb): on the
- * AVX-512 path, H a multiple of 16 from 32 to 176 (W_hh of at most
- * 512 KiB, read from L2). */
+ * unfused step's bits; dh sums in another order (block by block, the
+ * blocks in `order`: 0 first to last, 1 last to first; callers alternate
+ * it with the step's index), so it agrees with the unfused step to
+ * rounding. Where crnn_lstm_row_back_pays(H, Wb): on the AVX-512 path, H a
+ * multiple of 16 from 32 to 176 (W_hh of at most 512 KiB, read from L2). */
 int crnn_lstm_row_back_pays(ptrdiff_t H, const float *Wb);
 void crnn_lstm_row_back_pack_f32(ptrdiff_t H, const float *W_hh, float *Wb);
-void crnn_lstm_row_back_f32(ptrdiff_t H, const float *gates, const float *c_prev, const float *c_new, const float *dy,
-                            float *dh, float *dc, const float *Wb, float *dpre);
-
+void crnn_lstm_row_back_f32(ptrdiff_t H, int order, const float *gates, const float *c_prev, const float *c_new,
+                            const float *dy, float *dh, float *dc, const float *Wb, float *dpre);
 /* For tests and measurements: fuse that backward step (on, the default) or
  * not (0); returns the previous setting. Not while a cell runs. */
 int crnn_row_back_enable(int on);
