@@ -318,7 +318,7 @@ static inline int step_threads(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t B, 
  * backward pass too: row b of dh_{t-1} reads only row b of the gate
  * gradients of step t. Their matrix products over a whole chunk of steps
  * (the input product [F1], dx and the weight gradients) are split between
- * the two as well, each calling the BLAS on one thread
+ * the two as well, each member's BLAS calls on one thread
  * (crnn_parallel_blas_solo_begin): OpenBLAS's own pool, left spinning after
  * a threaded product, would otherwise take a core from the two halves
  * of the next step loop. So the BLAS must let its threads be set. */
@@ -403,9 +403,9 @@ static inline int units_split_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t 
  * inference does (units_shape), instead of running as a pipeline
  * (pipe_chunk_steps): the tape keeps every step's state in a slot of its
  * own, so the members need no second buffer, and each computes its units'
- * columns of the input product into the tape first, calling the BLAS on
- * one thread (crnn_parallel_blas_solo_begin), so the BLAS must let its
- * threads be set. That product goes half by half even alone (as
+ * columns of the input product into the tape first, in the packed kernel
+ * or else calling the BLAS on one thread (crnn_parallel_blas_solo_begin),
+ * so the BLAS must let its threads be set. That product goes half by half even alone (as
  * team_half), and a step's sums are per unit: a member alone gives the
  * bits of the split pass. Measured on the AMD EPYC, one process, the
  * forward pass against the pipeline's, 2 threads, T = 512, I = 64: LSTM
@@ -457,10 +457,18 @@ static inline ptrdiff_t units_cut(ptrdiff_t H)
     return H / 2 / RGEMM_NR * RGEMM_NR;
 }
 
-/* Inference shapes whose workspace holds a packed copy of W_ih: the input
- * product [F1] then runs in the packed kernel whenever the recurrent one
- * does (W packed once per call, where a BLAS call re-packs it per chunk
- * and zeroes its output first). */
+/* Shapes whose workspace (inference and training) holds a packed copy of
+ * W_ih: the input product [F1] then runs in the packed kernel whenever the
+ * recurrent one does (W packed once per call, where a BLAS call re-packs
+ * it per chunk and zeroes its output first). Training took [F1] from the
+ * BLAS until measured on the AMD EPYC (one process, alternating, the
+ * training forward pass, LSTM T = 100, B = 32, I = 128, H = 256): 1.04-1.06x
+ * faster on 1 thread, 1.17-1.18x on 2 (the halves of a split [F1] each a
+ * one-thread BLAS call before); GRU 1.04x and 1.12x, RNN 1.05x and 1.16x,
+ * one sequence (T = 512, B = 1, H = 128) 1.00-1.03x and 1.09-1.16x, a
+ * 2-layer bidirectional LSTM (B = 16) 1.12-1.14x. The packed kernel sums
+ * K in one pass as NumPy's OpenBLAS does for K up to a few hundred: the
+ * same bits there (I = 512: within 4.4e-7). */
 static inline int input_pack_shape(ptrdiff_t T, ptrdiff_t B)
 {
     return rgemm_shape(T, B);

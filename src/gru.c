@@ -35,7 +35,7 @@
  *                                       dW_ih), dpre_h of a step, running dh
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                       rgemm_shape(), at the end
- *     infer: + packed W_ih before it for the shapes of input_pack_shape()
+ *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
  * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
  * backward visits the steps in chunks of Tc and runs [B3] per chunk, so no
@@ -78,7 +78,7 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH + B * GH
                + (gru_units_shape(d) ? B * H : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + B * GH + packed;
+        return 2 * GH + B * GH + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
         return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH
                + B * GH + B * H
@@ -288,9 +288,9 @@ static void FN(gru_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const int rev = c->d->reverse != 0;
     /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, 3H), the units' columns, half by half */
     if (p0 == 0)
-        FN(rgemm_units)(c->blas, 3, H, 0, cut, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, GH);
+        FN(rgemm_units)(c->blas, 3, H, 0, cut, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, GH);
     if (p1 == 2)
-        FN(rgemm_units)(c->blas, 3, H, cut, H, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, GH);
+        FN(rgemm_units)(c->blas, 3, H, cut, H, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, GH);
     for (ptrdiff_t k = 0; k < T; k++) {
         const ptrdiff_t t = step_time(k, T, rev);
         FN(gru_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, c->lengths, t, u0, u1,
@@ -365,12 +365,13 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
     const int threads = units || train_split || train_units ? 2
                         : tape != NULL ? 1
                                        : step_threads(blas, T, B, I, GH, H, W_hh_packed);  /* common.h */
-    /* [F1] runs in the packed kernel too when W_hh does (inference): on
-     * W_ih packed by the caller, or here just before W_hh; with two threads
-     * each does its own rows' */
-    if (W_ih_packed == NULL && tape == NULL && W_hh_packed != NULL)
+    /* [F1] runs in the packed kernel too when W_hh does (inference and
+     * training: input_pack_shape in common.h): on W_ih packed by the
+     * caller, or here just before W_hh; with two threads each does its own
+     * rows', or its own columns' */
+    if (W_ih_packed == NULL && W_hh_packed != NULL)
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
-                                     workspace + crnn_gru_workspace_size(d, CRNN_PASS_INFER)
+                                     workspace + crnn_gru_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, H) - crnn_rgemm_packed_size(GH, I));
     FN(gru_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, b_ih, b_hh, lengths,
                             0, 0, x, xw, hw, ws_hn, ws_h, y, h_n, { h_n, h_other }, Tc, 0 };

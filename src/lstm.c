@@ -30,7 +30,7 @@
  *                                              into ws_gates
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                rgemm_shape(), at the end
- *     infer: + packed W_ih before it for the shapes of input_pack_shape()
+ *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
  *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 4*H
  *                                              dpre of one chunk, dh, dc [, dh_new
@@ -84,7 +84,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
         return 2 * GH + (size_t)chunk_steps(d->steps, d->batch, 4 * d->hidden_size, d->chunk_steps) * B * GH
                + (proj ? B * H + B * P : lstm_units_shape(d) ? B * P : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * GH + (proj ? B * P : 0) + packed;
+        return 2 * GH + (proj ? B * P : 0) + packed_ih + packed;
     case CRNN_PASS_BACKWARD: {
         const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
         return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 4 * H
@@ -338,9 +338,9 @@ static void FN(lstm_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const int rev = c->d->reverse != 0;
     /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, 4H), the units' columns, half by half */
     if (p0 == 0)
-        FN(rgemm_units)(c->blas, 4, H, 0, cut, T * B, I, c->x, I, c->w->W_ih, NULL, 0, c->xw, GH);
+        FN(rgemm_units)(c->blas, 4, H, 0, cut, T * B, I, c->x, I, c->w->W_ih, c->W_ih_packed, 0, c->xw, GH);
     if (p1 == 2)
-        FN(rgemm_units)(c->blas, 4, H, cut, H, T * B, I, c->x, I, c->w->W_ih, NULL, 0, c->xw, GH);
+        FN(rgemm_units)(c->blas, 4, H, cut, H, T * B, I, c->x, I, c->w->W_ih, c->W_ih_packed, 0, c->xw, GH);
     for (ptrdiff_t k = 0; k < T; k++) {
         const ptrdiff_t t = step_time(k, T, rev);
         FN(lstm_step)(c->blas, c->d, c->w, c->W_hh_packed, c->bias, c->lengths, t, u0, u1, c->xw + t * B * GH,
@@ -429,12 +429,13 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
     const int threads = units || train_split || train_units ? 2
                         : proj || tape != NULL ? 1
                                                : step_threads(blas, T, B, I, GH, P, W_hh_packed);
-    /* [F1] runs in the packed kernel too when W_hh does (inference): on
-     * W_ih packed by the caller, or here just before W_hh; with two threads
-     * each does its own rows' */
-    if (W_ih_packed == NULL && tape == NULL && W_hh_packed != NULL)
+    /* [F1] runs in the packed kernel too when W_hh does (inference and
+     * training: input_pack_shape in common.h): on W_ih packed by the
+     * caller, or here just before W_hh; with two threads each does its own
+     * rows', or its own columns' */
+    if (W_ih_packed == NULL && W_hh_packed != NULL)
         W_ih_packed = FN(input_pack)(GH, I, w->W_ih,
-                                     workspace + crnn_lstm_workspace_size(d, CRNN_PASS_INFER)
+                                     workspace + crnn_lstm_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(GH, P) - crnn_rgemm_packed_size(GH, I));
     FN(lstm_chunk) chunk = { blas, d, w, W_hh_packed, bias, lengths, 0, 0, xw, x, W_ih_packed,
                              ws_h, ws_c, proj ? ws_r : NULL, y, h_n, c_n, r, hr, { h_n, h_other }, Tc, 0 };

@@ -26,7 +26,7 @@
  *                             grows with T
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                             rgemm_shape(), at the end
- *     infer: + packed W_ih before it for the shapes of input_pack_shape()
+ *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
@@ -66,7 +66,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
         return 2 * H + (size_t)chunk_steps(d->steps, d->batch, d->hidden_size, d->chunk_steps) * B * H
                + (rnn_units_shape(d) ? B * H : 0) + packed_ih + packed;
     case CRNN_PASS_TRAIN:
-        return 2 * H + packed;
+        return 2 * H + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
         return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H
                + B * H + packed;
@@ -238,9 +238,9 @@ static void FN(rnn_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const int rev = c->d->reverse != 0;
     /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, H), the units' columns, half by half */
     if (p0 == 0)
-        FN(rgemm_units)(c->blas, 1, H, 0, cut, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, H);
+        FN(rgemm_units)(c->blas, 1, H, 0, cut, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, H);
     if (p1 == 2)
-        FN(rgemm_units)(c->blas, 1, H, cut, H, T * B, I, c->x, I, c->W_ih, NULL, 0, c->xw, H);
+        FN(rgemm_units)(c->blas, 1, H, cut, H, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, H);
     for (ptrdiff_t k = 0; k < T; k++) {
         const ptrdiff_t t = step_time(k, T, rev);
         FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1, c->xw + t * B * H,
@@ -312,12 +312,13 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
     const int threads = units || train_split || train_units ? 2
                         : tape != NULL ? 1
                                        : step_threads(blas, T, B, I, H, H, W_hh_packed);  /* common.h */
-    /* [F1] runs in the packed kernel too when W_hh does (inference): on
-     * W_ih packed by the caller, or here just before W_hh; with two threads
-     * each does its own rows' */
-    if (W_ih_packed == NULL && tape == NULL && W_hh_packed != NULL)
+    /* [F1] runs in the packed kernel too when W_hh does (inference and
+     * training: input_pack_shape in common.h): on W_ih packed by the
+     * caller, or here just before W_hh; with two threads each does its own
+     * rows', or its own columns' */
+    if (W_ih_packed == NULL && W_hh_packed != NULL)
         W_ih_packed = FN(input_pack)(H, I, w->W_ih,
-                                     workspace + crnn_rnn_workspace_size(d, CRNN_PASS_INFER)
+                                     workspace + crnn_rnn_workspace_size(d, tape ? CRNN_PASS_TRAIN : CRNN_PASS_INFER)
                                          - crnn_rgemm_packed_size(H, H) - crnn_rgemm_packed_size(H, I));
     FN(rnn_chunk) chunk = { blas, d, w->W_ih, W_ih_packed, w->W_hh, W_hh_packed, bias, lengths, 0, 0,
                             x, xw, ws_h, y, h_n, { h_n, h_other }, Tc, 0 };
