@@ -37,6 +37,8 @@
  *                                       rgemm_shape(), at the end
  *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
+ *     backward: + W_ih packed for dx (dx_pack in common.h) before it, for
+ *               the shapes of rgemm_shape()
  * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
  * backward visits the steps in chunks of Tc and runs [B3] per chunk, so no
  * workspace grows with T.
@@ -82,7 +84,9 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     case CRNN_PASS_BACKWARD:
         return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH
                + B * GH + B * H
-               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size) : 0);
+               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size)
+                                                        + crnn_rgemm_packed_size(d->input_size, 3 * d->hidden_size)
+                                                  : 0);
     }
     return 0;
 }
@@ -519,21 +523,20 @@ static void FN(gru_cell_backward)(ptrdiff_t H,
  * dpre_x, gru_grads_h turns it into dpre_h in place and reads that. Every
  * pointer is at the chunk's first step: dpre_x (rows, 3H), gates (rows, 3H)
  * from the tape, x (rows, I), h_prev (rows, H) the states the steps started
- * from; dx (rows, I) or NULL. Parts [p0, p1) of a team of two (team_half):
+ * from; dx (rows, I) or NULL, W_ih_dx W_ih packed for it (dx_pack in
+ * common.h) or NULL. Parts [p0, p1) of a team of two (team_half):
  * a member takes half the columns of dx and half the rows of each weight
  * gradient (and the matching bias entries), [0, 2) all of them; every
  * part's gru_grads_x must be done before any part's gru_grads_h. */
 static void FN(gru_grads_x)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(crnn_weights) *w,
-                            ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1, const real *dpre_x, const real *x, real *dx,
-                            const FN(crnn_grads) *grads)
+                            const real *W_ih_dx, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1, const real *dpre_x,
+                            const real *x, real *dx, const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, GH = 3 * d->hidden_size;
-    ptrdiff_t c0, c1, g0, g1;  /* this part's columns of dx, rows of dW_ih */
-    team_half(p0, p1, I, &c0, &c1);
+    ptrdiff_t g0, g1;  /* this part's rows of dW_ih */
     team_half(p0, p1, GH, &g0, &g1);
-    if (dx != NULL && c1 > c0)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, GH, 1, dpre_x, GH, w->W_ih + c0, I, 0,
-                 dx + c0, I);
+    if (dx != NULL)  /* dx = dpre_x @ W_ih   (rows, 3H) x (3H, I), this part's columns */
+        FN(dx_part)(blas, p0, p1, rows, GH, I, dpre_x, w->W_ih, W_ih_dx, dx);
     if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre_x.T @ x   (3H, rows) x (rows, I) */
@@ -577,6 +580,7 @@ typedef struct {
     const FN(crnn_weights) *w;
     const int64_t *lengths;
     const real *x, *dy, *W_hh_packed;
+    const real *W_ih_dx;           /* W_ih packed for dx (dx_pack in common.h), or NULL */
     const real *ws_gates, *ws_hn, *ws_h;  /* the tape */
     real *dpre_x, *dpre_h_t, *dh;  /* (Tc, B, 3H) the chunk's; (B, 3H) a step's; (B, H) running */
     real *dx;
@@ -658,7 +662,7 @@ static void FN(gru_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
-        FN(gru_grads_x)(c->blas, d, c->w, rows, q, q + part, c->dpre_x, x, dx, c->grads);
+        FN(gru_grads_x)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre_x, x, dx, c->grads);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
     for (ptrdiff_t q = p0; q < p1; q += part)
@@ -699,14 +703,15 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     const ptrdiff_t pipe_Tc = pipe_chunk_steps(blas, T, B, I, GH, H, Tc / 2);
     /* W_hh (3H, H) packed for the product dpre_h @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
+    real *W_space = workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD) - crnn_rgemm_packed_size(H, GH);
     if (rgemm_shape(T, B))
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, GH, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
-                                        workspace + crnn_gru_workspace_size(d, CRNN_PASS_BACKWARD)
-                                            - crnn_rgemm_packed_size(H, GH));
+                                        W_space);
+    const real *W_ih_dx = FN(dx_pack)(GH, I, w->W_ih, W_hh_packed != NULL, W_space - crnn_rgemm_packed_size(I, GH));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre_x holds one chunk, and [B3] runs on it after the chunk's last step. */
-    FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_gates, ws_hn, ws_h,
+    FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_gates, ws_hn, ws_h,
                                  dpre_x, dpre_h_t, dh, dx, grads, { 0, 0, 0 },
                                  train_split_shape(T, B, I, GH, H) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre_x */

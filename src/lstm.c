@@ -32,6 +32,8 @@
  *                                rgemm_shape(), at the end
  *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
+ *     backward: + W_ih packed for dx (dx_pack in common.h) before it, for
+ *               the shapes of rgemm_shape()
  *     backward  Tc*B*4H + B*Pn + B*H [+ Tc*B*P + B*H] + 4*H
  *                                              dpre of one chunk, dh, dc [, dh_new
  *                                              of the chunk for dW_hr, dr],
@@ -88,7 +90,9 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     case CRNN_PASS_BACKWARD: {
         const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
         return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 4 * H
-               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size) : 0);
+               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size)
+                                                        + crnn_rgemm_packed_size(d->input_size, 4 * d->hidden_size)
+                                                  : 0);
     }
     }
     return 0;
@@ -583,22 +587,22 @@ static void FN(lstm_cell_backward)(ptrdiff_t H,
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, 4H), dh_new (rows, P) and r (rows, H) if P > 0, x
  * (rows, I), h_prev (rows, P) the states the steps started from; dx (rows, I)
- * or NULL. Parts [p0, p1) of a team of two (team_half): a member takes half
- * the columns of dx and half the rows of each weight gradient (and the
- * matching bias entries); [0, 2) all of them. */
+ * or NULL, W_ih_dx W_ih packed for it (dx_pack in common.h) or NULL. Parts
+ * [p0, p1) of a team of two (team_half): a member takes half the columns of
+ * dx and half the rows of each weight gradient (and the matching bias
+ * entries); [0, 2) all of them. */
 static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
-                                 const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
-                                 const real *dpre, const real *dh_new, const real *x,
+                                 const FN(crnn_weights) *w, const real *W_ih_dx, ptrdiff_t rows, ptrdiff_t p0,
+                                 ptrdiff_t p1, const real *dpre, const real *dh_new, const real *x,
                                  const real *h_prev, const real *r,
                                  real *dx, const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, H = d->hidden_size, GH = 4 * d->hidden_size, P = lstm_P(d);
-    ptrdiff_t c0, c1, g0, g1, q0, q1;  /* this part's columns of dx, rows of dW_ih/dW_hh, of dW_hr */
-    team_half(p0, p1, I, &c0, &c1);
+    ptrdiff_t g0, g1, q0, q1;  /* this part's rows of dW_ih/dW_hh, of dW_hr */
     team_half(p0, p1, GH, &g0, &g1);
     team_half(p0, p1, P, &q0, &q1);
-    if (dx != NULL && c1 > c0)  /* dx = dpre @ W_ih   (rows, 4H) x (4H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, GH, 1, dpre, GH, w->W_ih + c0, I, 0, dx + c0, I);
+    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, 4H) x (4H, I), this part's columns */
+        FN(dx_part)(blas, p0, p1, rows, GH, I, dpre, w->W_ih, W_ih_dx, dx);
     if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (4H, rows) x (rows, I) */
@@ -625,6 +629,7 @@ typedef struct {
     const int64_t *lengths;
     const real *x, *dy, *W_hh_packed;
     const real *W_hh_back;         /* one sequence: W_hh in the fused step's layout (row_step.h), or NULL */
+    const real *W_ih_dx;           /* W_ih packed for dx (dx_pack in common.h), or NULL */
     const real *ws_gates, *ws_c, *ws_h, *ws_r;  /* the tape */
     real *dpre, *dh, *dc;          /* (Tc, B, 4H) the chunk's; (B, P), (B, H) running */
     real *dh_new_all, *dr;         /* (Tc, B, P), (B, H) if P > 0 */
@@ -772,7 +777,7 @@ static void FN(lstm_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
-        FN(lstm_chunk_grads)(c->blas, d, c->w, rows, q, q + part, c->dpre, c->dh_new_all, x, h_prev, r,
+        FN(lstm_chunk_grads)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre, c->dh_new_all, x, h_prev, r,
                              dx, c->grads);
 }
 
@@ -826,10 +831,12 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     else if (rgemm_shape(T, B))
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, P, GH, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
                                         W_space);
+    const real *W_ih_dx = FN(dx_pack)(GH, I, w->W_ih, W_hh_packed != NULL || W_hh_back != NULL,
+                                      W_space - crnn_rgemm_packed_size(I, GH));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
-    FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_hh_back, ws_gates, ws_c, ws_h,
+    FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_hh_back, W_ih_dx, ws_gates, ws_c, ws_h,
                                   proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, { 0, 0, 0 },
                                   !proj && train_split_shape(T, B, I, GH, P) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */

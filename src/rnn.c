@@ -28,6 +28,8 @@
  *                             rgemm_shape(), at the end
  *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
  *            (common.h)
+ *     backward: + W_ih packed for dx (dx_pack in common.h) before it, for
+ *               the shapes of rgemm_shape()
  *
  * Layout of this file: part 1 is dtype-free (sizes, desc check); part 2 is
  * the kernels, written once over `real`; part 3 compiles part 2 for float
@@ -69,7 +71,8 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
         return 2 * H + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
         return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H
-               + B * H + packed;
+               + B * H + packed
+               + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->input_size, d->hidden_size) : 0);
     }
     return 0;
 }
@@ -413,20 +416,20 @@ crnn_status FN(crnn_rnn_forward_train)(const crnn_blas *blas, const crnn_rnn_des
 /* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
  * share of the parameter gradients. Every pointer is at the chunk's first
  * step: dpre (rows, H), x (rows, I), h_prev (rows, H) the states the steps
- * started from; dx (rows, I) or NULL. Parts [p0, p1) of a team of two
- * (team_half): a member takes half the columns of dx and half the rows of
- * each weight gradient (and the matching bias entries); [0, 2) all. */
+ * started from; dx (rows, I) or NULL, W_ih_dx W_ih packed for it (dx_pack
+ * in common.h) or NULL. Parts [p0, p1) of a team of two (team_half): a
+ * member takes half the columns of dx and half the rows of each weight
+ * gradient (and the matching bias entries); [0, 2) all. */
 static void FN(rnn_chunk_grads)(const crnn_blas *blas, const crnn_rnn_desc *d,
-                                const FN(crnn_weights) *w, ptrdiff_t rows, ptrdiff_t p0, ptrdiff_t p1,
-                                const real *dpre, const real *x, const real *h_prev,
+                                const FN(crnn_weights) *w, const real *W_ih_dx, ptrdiff_t rows, ptrdiff_t p0,
+                                ptrdiff_t p1, const real *dpre, const real *x, const real *h_prev,
                                 real *dx, const FN(crnn_grads) *grads)
 {
     const ptrdiff_t I = d->input_size, H = d->hidden_size;
-    ptrdiff_t c0, c1, g0, g1;  /* this part's columns of dx, rows of dW_ih and dW_hh */
-    team_half(p0, p1, I, &c0, &c1);
+    ptrdiff_t g0, g1;  /* this part's rows of dW_ih and dW_hh */
     team_half(p0, p1, H, &g0, &g1);
-    if (dx != NULL && c1 > c0)  /* dx = dpre @ W_ih   (rows, H) x (H, I) */
-        FN(gemm)(blas, CRNN_NO_TRANS, CRNN_NO_TRANS, rows, c1 - c0, H, 1, dpre, H, w->W_ih + c0, I, 0, dx + c0, I);
+    if (dx != NULL)  /* dx = dpre @ W_ih   (rows, H) x (H, I), this part's columns */
+        FN(dx_part)(blas, p0, p1, rows, H, I, dpre, w->W_ih, W_ih_dx, dx);
     if (grads == NULL || g1 == g0)
         return;
     if (grads->dW_ih != NULL)  /* dW_ih += dpre.T @ x   (H, rows) x (rows, I) */
@@ -449,6 +452,7 @@ typedef struct {
     const FN(crnn_weights) *w;
     const int64_t *lengths;
     const real *x, *dy, *W_hh_packed;
+    const real *W_ih_dx;           /* W_ih packed for dx (dx_pack in common.h), or NULL */
     const real *ws_h;              /* the tape */
     real *dpre, *dh;               /* (Tc, B, H) the chunk's; (B, H) running */
     real *dx;
@@ -532,7 +536,7 @@ static void FN(rnn_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
-        FN(rnn_chunk_grads)(c->blas, d, c->w, rows, q, q + part, c->dpre, x, h_prev, dx, c->grads);
+        FN(rnn_chunk_grads)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre, x, h_prev, dx, c->grads);
 }
 
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
@@ -564,14 +568,16 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     const ptrdiff_t pipe_Tc = pipe_chunk_steps(blas, T, B, I, H, H, Tc / 2);
     /* W_hh (H, H) packed for the product dpre @ W_hh (rgemm.h), or NULL */
     const real *W_hh_packed = NULL;
+    real *W_space = workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD) - crnn_rgemm_packed_size(H, H);
     if (rgemm_shape(T, B))
         W_hh_packed = FN(rgemm_prepare)(blas, T, B, H, H, threads > 1 || pipe_Tc > 0, CRNN_NO_TRANS, w->W_hh,
-                                        workspace + crnn_rnn_workspace_size(d, CRNN_PASS_BACKWARD)
-                                            - crnn_rgemm_packed_size(H, H));
+                                        W_space);
+    const real *W_ih_dx = FN(dx_pack)(H, I, w->W_ih, W_hh_packed != NULL, W_space - crnn_rgemm_packed_size(I, H));
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
-    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, ws_h, dpre, dh, dx, grads, { 0, 0, 0 },
+    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_h, dpre, dh, dx, grads,
+                                 { 0, 0, 0 },
                                  train_split_shape(T, B, I, H, H) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */
         FN(rnn_back_chunk) second = chunk;
