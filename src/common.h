@@ -405,9 +405,9 @@ static inline int units_split_f64(const crnn_blas *blas, ptrdiff_t T, ptrdiff_t 
  * own, so the members need no second buffer, and each computes its units'
  * columns of the input product into the tape first, in the packed kernel
  * or else calling the BLAS on one thread (crnn_parallel_blas_solo_begin),
- * so the BLAS must let its threads be set. That product goes half by half even alone (as
- * team_half), and a step's sums are per unit: a member alone gives the
- * bits of the split pass. Measured on the AMD EPYC, one process, the
+ * so the BLAS must let its threads be set. That product goes half by half
+ * even alone (as team_half), and a step's sums are per unit: a member
+ * alone gives the bits of the split pass. Measured on the AMD EPYC, one process, the
  * forward pass against the pipeline's, 2 threads, T = 512, I = 64: LSTM
  * H = 128 1.15-1.33x faster, H = 256 1.57x, GRU and RNN H = 128 1.14x; but
  * LSTM B = 4 (H = 128), whose steps are not fused, 0.92x, hence one

@@ -577,8 +577,7 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
     FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_h, dpre, dh, dx, grads,
-                                 { 0, 0, 0 },
-                                 train_split_shape(T, B, I, H, H) };
+                                 { 0, 0, 0 }, train_split_shape(T, B, I, H, H) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */
         FN(rnn_back_chunk) second = chunk;
         chunk.halves = second.halves = 1;
