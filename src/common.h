@@ -535,9 +535,8 @@ static inline void dx_part_f32(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1
 {
     ptrdiff_t c0, c1;
     if (Wp != NULL) {
-        const ptrdiff_t cut = I / 2 / RGEMM_NR * RGEMM_NR;
-        c0 = p0 == 0 ? 0 : cut;
-        c1 = p1 == 1 ? cut : I;
+        c0 = p0 == 0 ? 0 : units_cut(I);
+        c1 = p1 == 1 ? units_cut(I) : I;
     } else {
         team_half(p0, p1, I, &c0, &c1);
     }
@@ -620,6 +619,29 @@ static inline void rgemm_units_f64(const crnn_blas *blas, int G, ptrdiff_t H, pt
         rgemm_f64(blas, M, u1 - u0, K, A, lda, CRNN_TRANS, W + row * K, Wp != NULL ? Wp + row * K : NULL,
                   accumulate, C + row, ldc);
     }
+}
+
+/* rgemm_units for parts [p0, p1) of a team of two (parallel.h): units
+ * [0, units_cut(H)) for part 0, [units_cut(H), H) for part 1, both for
+ * [0, 2) as two products (a member alone sums as the split does). */
+static inline void rgemm_team_units_f32(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1, int G, ptrdiff_t H,
+                                        ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *W,
+                                        const float *Wp, float *C, ptrdiff_t ldc)
+{
+    if (p0 == 0)
+        rgemm_units_f32(blas, G, H, 0, units_cut(H), M, K, A, lda, W, Wp, 0, C, ldc);
+    if (p1 == 2)
+        rgemm_units_f32(blas, G, H, units_cut(H), H, M, K, A, lda, W, Wp, 0, C, ldc);
+}
+
+static inline void rgemm_team_units_f64(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1, int G, ptrdiff_t H,
+                                        ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, const double *W,
+                                        const double *Wp, double *C, ptrdiff_t ldc)
+{
+    if (p0 == 0)
+        rgemm_units_f64(blas, G, H, 0, units_cut(H), M, K, A, lda, W, Wp, 0, C, ldc);
+    if (p1 == 2)
+        rgemm_units_f64(blas, G, H, units_cut(H), H, M, K, A, lda, W, Wp, 0, C, ldc);
 }
 
 /* C = A @ W.T (M, N) for parts [p0, p1) of a team of two (parallel.h):

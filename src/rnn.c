@@ -240,10 +240,7 @@ static void FN(rnn_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const ptrdiff_t u0 = p0 == 0 ? 0 : cut, u1 = p1 == 2 ? H : cut;
     const int rev = c->d->reverse != 0;
     /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, H), the units' columns, half by half */
-    if (p0 == 0)
-        FN(rgemm_units)(c->blas, 1, H, 0, cut, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, H);
-    if (p1 == 2)
-        FN(rgemm_units)(c->blas, 1, H, cut, H, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, 0, c->xw, H);
+    FN(rgemm_team_units)(c->blas, p0, p1, 1, H, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, c->xw, H);
     for (ptrdiff_t k = 0; k < T; k++) {
         const ptrdiff_t t = step_time(k, T, rev);
         FN(rnn_step)(c->blas, c->d, c->W_hh, c->W_hh_packed, c->bias, c->lengths, t, u0, u1, c->xw + t * B * H,
