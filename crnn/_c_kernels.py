@@ -64,6 +64,10 @@ def _take_workspace(n: int, dtype) -> np.ndarray:
     fits = [k for k, w in enumerate(free) if w.dtype == dtype and w.size >= n]
     if fits:
         return free.pop(min(fits, key=lambda k: free[k].size))
+    # None fits: the kept ones of this dtype are all smaller, and would go as
+    # the smallest when the new one comes back. Dropped now, they are not held
+    # beside it (a stacked layer's first backward held its forward's two).
+    free[:] = [w for w in free if w.dtype != dtype]
     return np.empty(n, dtype=dtype)
 
 

@@ -407,9 +407,13 @@ class RecurrentBase:
                         grads[_TORCH_PREFIX[key] + sfx] = value
             if deferred is not None:
                 tape.kernels.run_pair(*deferred)   # fills dxs, dstate0 and g above
-            d_in = dxs[0] if D == 1 else dxs[0] + dxs[1]
+            # In place: each dx is this call's own new array, so the sum and
+            # the dropout need no third input-sized buffer at the peak.
+            d_in = dxs[0]
+            if D == 2:
+                d_in += dxs[1]
             if tape.dropout_masks[layer] is not None:
-                d_in = d_in * tape.dropout_masks[layer]
+                d_in *= tape.dropout_masks[layer]
             d_out = d_in
         dx = self._to_layout(d_out, tape.unbatched)
         ordered = {name: grads[name] for name in self._params}
