@@ -686,8 +686,16 @@ def gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, bint re
 
 # --- streaming: one step of a stack of one-direction layers -----------------------
 
+from cpython.ref cimport PyObject, Py_XDECREF, Py_INCREF
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+
+cdef extern from "numpy/ndarraytypes.h":
+    ctypedef struct PyArrayObject_fields:
+        PyObject *weakreflist
 
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -710,6 +718,34 @@ def pack_pays(Py_ssize_t batch, Py_ssize_t rows, Py_ssize_t cols):
 # no more steps per second with it released.
 _NOGIL_MACS = 1 << 18
 
+# A stream remembers its last _KEPT_OUTPUTS outputs. When one of them is
+# known to nobody else any more (the stream holds its only reference) and
+# is as the stream made it (_untouched), a later step writes its output
+# into that array and returns it again instead of making a new one. At
+# these sizes making and freeing a NumPy array is a good part of a step.
+# Measured from Python (I = 32, H = 64, B = 1, 1 thread, one process,
+# alternating with the step that always makes a new array), a loop that
+# drops each output before the next step: LSTM 1.12 against 1.21 us,
+# GRU 0.77 against 0.89, RNN 0.31 against 0.39; a loop that keeps every
+# output (the bench's): unchanged, 0.97-1.03x.
+cdef enum:
+    _KEPT_OUTPUTS = 4
+
+
+cdef inline bint _untouched(cnp.ndarray a, int nd, cnp.npy_intp *dims, int tn) noexcept:
+    """A kept output still as the stream made it: its shape, its dtype, its own
+    writeable contiguous data, no base and no weak reference (a weak reference
+    would see the array live on with new values)."""
+    cdef int need = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE | cnp.NPY_ARRAY_OWNDATA
+    if cnp.PyArray_NDIM(a) != nd or cnp.PyArray_TYPE(a) != tn or (cnp.PyArray_FLAGS(a) & need) != need:
+        return False
+    if (<PyArrayObject_fields *>a).weakreflist != NULL or cnp.PyArray_BASE(a) != NULL:
+        return False
+    for k in range(nd):
+        if cnp.PyArray_DIMS(a)[k] != dims[k]:
+            return False
+    return True
+
 
 cdef class StreamCore:
     """Steps a stack of one-direction layers one time step per call; holds the state.
@@ -717,8 +753,9 @@ cdef class StreamCore:
     Built by crnn.streaming.Stream, which validates the layer. step() runs
     every layer's T=1 forward in C (the GIL released for steps of at least
     _NOGIL_MACS multiply-adds), updating the state in place (the core allows
-    h_n == h0), and returns the last layer's output. Not for concurrent use:
-    a stream is one sequence's state.
+    h_n == h0), and returns the last layer's output (a new array, or one of
+    its earlier outputs that nobody holds any more: _KEPT_OUTPUTS). Not for
+    concurrent use: a stream is one sequence's state.
 
     Float32, where the packed kernel pays (crnn_pack_pays_f32): W_ih, W_hh
     (and W_hr) of every layer are packed once into memory the core holds (the
@@ -745,6 +782,8 @@ cdef class StreamCore:
     cdef bint release_gil                # for steps of at least _NOGIL_MACS
     cdef readonly object arrays          # keeps every buffer and weight alive
     cdef readonly object h_state, c_state
+    cdef PyObject *kept[_KEPT_OUTPUTS]   # the last outputs (owned references, or NULL)
+    cdef int kept_next                   # the slot the next step looks at
 
     def __cinit__(self):
         self.weights = NULL
@@ -753,6 +792,8 @@ cdef class StreamCore:
         self.version = NULL
 
     def __dealloc__(self):
+        for k in range(_KEPT_OUTPUTS):
+            Py_XDECREF(self.kept[k])
         free(self.weights)
         free(self.h)
         free(self.c)
@@ -939,6 +980,16 @@ cdef class StreamCore:
             dims[0] = self.P
         else:
             dims[0], dims[1] = self.B, self.P
-        out = cnp.PyArray_EMPTY(1 if self.unbatched else 2, dims, self.tn, 0)
-        memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self.y[self.L - 1], self.B * self.P * self.itemsize)
+        cdef int out_nd = 1 if self.unbatched else 2
+        cdef size_t nbytes = self.B * self.P * self.itemsize
+        cdef PyObject *old = self.kept[self.kept_next]
+        if old != NULL and Py_REFCNT(old) == 1 and _untouched(<cnp.ndarray>old, out_nd, dims, self.tn):
+            out = <object>old
+        else:
+            out = cnp.PyArray_EMPTY(out_nd, dims, self.tn, 0)
+            Py_XDECREF(old)
+            Py_INCREF(out)
+            self.kept[self.kept_next] = <PyObject *>out
+        self.kept_next = (self.kept_next + 1) % _KEPT_OUTPUTS
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self.y[self.L - 1], nbytes)
         return out

@@ -9,6 +9,9 @@ The stream holds the state between calls and runs every layer's step in C
 with buffers allocated once, so a step costs microseconds (the GIL is
 released for large steps only: for a small one it costs more than it frees).
 Only one-direction layers stream: a reverse direction needs the future.
+An output is the caller's for as long as the caller holds it (by a name, a
+view, a container); the C backend may write a later step's output into an
+earlier one the caller has let go of, instead of making a new array.
 
 Weights: a float32 stream on the C backend steps on copies of W_ih and W_hh
 laid out once for the packed kernel (src/rgemm.h), so a step makes no BLAS

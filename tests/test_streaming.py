@@ -158,3 +158,74 @@ def test_c_stream_large_step_equals_reference():
     with crnn.use_backend("c"):
         _, outs, y, _ = _steps_vs_reference(layer, 4, 3, rng)
     np.testing.assert_allclose(outs, y, rtol=2e-5, atol=2e-5)
+
+
+def _reference_outputs(layer, xs, batch):
+    """The outputs of stepping layer's fresh NumPy stream over xs: what every step must return."""
+    with crnn.use_backend("numpy"):
+        ref = layer.stream(batch)
+        return [ref.step(x) for x in xs]
+
+
+def test_c_stream_outputs_a_caller_holds_never_change():
+    """The C stream writes a step's output into an earlier output that nobody
+    holds any more (StreamCore); one still held in any way keeps its values:
+    by a name, a view, a memoryview or a weak reference; one changed in place
+    (shape, dtype, flags) and dropped is not returned again; a reused one
+    carries the new step's values."""
+    import weakref
+    _c_extension()
+    layer = crnn.GRU(3, 16, seed=4)
+    xs = np.random.default_rng(5).standard_normal((40, 2, 3)).astype(np.float32)
+    want = _reference_outputs(layer, xs, 2)
+    with crnn.use_backend("c"):
+        stream = layer.stream(2)
+    held, ids = {}, set()
+    for t, x in enumerate(xs):
+        y = stream.step(x)
+        ids.add(id(y))
+        assert y.shape == (2, 16) and y.dtype == np.float32 and y.flags.writeable and y.flags.c_contiguous
+        np.testing.assert_allclose(y, want[t], rtol=2e-5, atol=2e-5)
+        kind = t % 8
+        if kind == 1:
+            held[t] = y                                  # by name
+        elif kind == 2:
+            held[t] = y[1:]                              # by a view
+        elif kind == 3:
+            held[t] = memoryview(y)
+        elif kind == 4:
+            held[t] = (weakref.ref(y), y.copy())
+        elif kind == 5:                                  # changed in place, then dropped
+            y.shape = (16, 2)
+        elif kind == 6:
+            y.flags.writeable = False
+        elif kind == 7:
+            y.dtype = np.int32
+        del y
+        for h in held.values():                          # alive only while the stream remembers it
+            if isinstance(h, tuple) and h[0]() is not None:
+                np.testing.assert_array_equal(h[0](), h[1])
+    for t, h in held.items():
+        if isinstance(h, tuple):
+            continue
+        got = np.asarray(h).reshape(-1)
+        np.testing.assert_allclose(got, want[t].reshape(-1)[-got.size:], rtol=2e-5, atol=2e-5)
+    assert len(ids) < len(xs)                            # outputs nobody held were written again
+
+
+def test_c_stream_reused_outputs_equal_fresh_ones():
+    """Dropping every output at once (the usual loop) returns the same values
+    as keeping them all, batched and unbatched, for every cell."""
+    _c_extension()
+    for cell in CELLS:
+        layer = make_layer(cell, 5, 16, dtype=np.float32)
+        randomize_parameters(layer, np.random.default_rng(6))
+        xs = np.random.default_rng(7).standard_normal((12, 2, 5)).astype(np.float32)
+        with crnn.use_backend("c"):
+            for batch in (None, 2):
+                kept = layer.stream(batch)
+                inputs = [x[0] if batch is None else x for x in xs]
+                all_kept = [kept.step(x) for x in inputs]
+                dropped = layer.stream(batch)
+                for x, expected in zip(inputs, all_kept):
+                    np.testing.assert_array_equal(dropped.step(x), expected)
