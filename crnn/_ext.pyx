@@ -727,7 +727,7 @@ _NOGIL_MACS = 1 << 18
 # alternating with the step that always makes a new array), a loop that
 # drops each output before the next step: LSTM 1.12 against 1.21 us,
 # GRU 0.77 against 0.89, RNN 0.31 against 0.39; a loop that keeps every
-# output (the bench's): unchanged, 0.97-1.03x.
+# output (the bench's) cannot reuse any: 0.91-1.03x over three runs, noise.
 cdef enum:
     _KEPT_OUTPUTS = 4
 
