@@ -18,6 +18,7 @@ CRNN_CYTHON_DEBUG=1 at build time turns the checks on.
 """
 
 import os
+import sys
 
 # NumPy first: its OpenBLAS must be loaded before the lookup below.
 import numpy as np
@@ -728,8 +729,11 @@ _NOGIL_MACS = 1 << 18
 # drops each output before the next step: LSTM 1.12 against 1.21 us,
 # GRU 0.77 against 0.89, RNN 0.31 against 0.39; a loop that keeps every
 # output (the bench's) cannot reuse any: 0.91-1.03x over three runs, noise.
+# CPython only: elsewhere (PyPy's cpyext) a reference count of 1 does not
+# mean that no Python code holds the array.
 cdef enum:
     _KEPT_OUTPUTS = 4
+cdef bint _REUSE_OUTPUTS = sys.implementation.name == "cpython"
 
 
 cdef inline bint _untouched(cnp.ndarray a, int nd, cnp.npy_intp *dims, int tn) noexcept:
@@ -983,7 +987,8 @@ cdef class StreamCore:
         cdef int out_nd = 1 if self.unbatched else 2
         cdef size_t nbytes = self.B * self.P * self.itemsize
         cdef PyObject *old = self.kept[self.kept_next]
-        if old != NULL and Py_REFCNT(old) == 1 and _untouched(<cnp.ndarray>old, out_nd, dims, self.tn):
+        if (old != NULL and _REUSE_OUTPUTS and Py_REFCNT(old) == 1
+                and _untouched(<cnp.ndarray>old, out_nd, dims, self.tn)):
             out = <object>old
         else:
             out = cnp.PyArray_EMPTY(out_nd, dims, self.tn, 0)
