@@ -464,6 +464,15 @@ static inline ptrdiff_t units_cut(ptrdiff_t H)
     return H / 2 / RGEMM_NR * RGEMM_NR;
 }
 
+/* The units [*u0, *u1) of part [p0, p1) of a team of two split by units:
+ * those before units_cut(H) for part 0, the rest for part 1, all of them
+ * for [0, 2) (a member alone). */
+static inline void team_units(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t H, ptrdiff_t *u0, ptrdiff_t *u1)
+{
+    *u0 = p0 == 0 ? 0 : units_cut(H);
+    *u1 = p1 == 2 ? H : units_cut(H);
+}
+
 /* Shapes whose workspace (inference and training) holds a packed copy of
  * W_ih: the input product [F1] then runs in the packed kernel whenever the
  * recurrent one does (W packed once per call, where a BLAS call re-packs
@@ -535,8 +544,7 @@ static inline void dx_part_f32(const crnn_blas *blas, ptrdiff_t p0, ptrdiff_t p1
 {
     ptrdiff_t c0, c1;
     if (Wp != NULL) {
-        c0 = p0 == 0 ? 0 : units_cut(I);
-        c1 = p1 == 1 ? units_cut(I) : I;
+        team_units(p0, p1, I, &c0, &c1);
     } else {
         team_half(p0, p1, I, &c0, &c1);
     }

@@ -213,7 +213,8 @@ static void FN(rnn_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_chunk) *c = arg;
     const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
-    const ptrdiff_t u0 = p0 == 0 ? 0 : units_cut(H), u1 = p1 == 2 ? H : units_cut(H);
+    ptrdiff_t u0, u1;
+    team_units(p0, p1, H, &u0, &u1);
     const int rev = c->d->reverse != 0;
     for (ptrdiff_t k0 = 0; k0 < T; k0 += c->Tc) {
         const ptrdiff_t n = c->Tc < T - k0 ? c->Tc : T - k0, t0 = rev ? T - k0 - n : k0;
@@ -235,9 +236,9 @@ static void FN(rnn_run_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 static void FN(rnn_train_units)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_chunk) *c = arg;
-    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size,
-                    cut = units_cut(H);
-    const ptrdiff_t u0 = p0 == 0 ? 0 : cut, u1 = p1 == 2 ? H : cut;
+    const ptrdiff_t T = c->d->steps, B = c->d->batch, I = c->d->input_size, H = c->d->hidden_size;
+    ptrdiff_t u0, u1;
+    team_units(p0, p1, H, &u0, &u1);
     const int rev = c->d->reverse != 0;
     /* [F1] gates = x @ W_ih.T   (T*B, I) x (I, H), the units' columns, half by half */
     FN(rgemm_team_units)(c->blas, p0, p1, 1, H, T * B, I, c->x, I, c->W_ih, c->W_ih_packed, c->xw, H);
