@@ -47,6 +47,24 @@ def _targets_cell(targets):
     return s
 
 
+# A contender's page faults are listed under its section when they cost at
+# least this share of its time.
+FAULT_SHARE_SHOWN = 0.02
+
+
+def _fault_notes(rows, fault_us):
+    """'row: contender N (x%)' for each contender whose minor page faults per call,
+    at fault_us microseconds each, cost at least FAULT_SHARE_SHOWN of its time."""
+    notes = []
+    for r in rows if fault_us else []:
+        for k, per_call in (r.get("faults") or {}).items():
+            t = r["times"].get(k)
+            if per_call and t and per_call * fault_us * 1e-6 >= FAULT_SHARE_SHOWN * t:
+                notes.append(f"{r['workload']} {r['cell']} {r['mode']} f{r['dtype'][5:]}: {LABEL[k]} "
+                             f"{per_call:.0f} ({100 * per_call * fault_us * 1e-6 / t:.0f}%)")
+    return notes
+
+
 def write_markdown(results, path):
     m, subject = results["meta"], results["subject"]
     S = LABEL[subject]
@@ -135,6 +153,14 @@ def write_markdown(results, path):
             cells.append(tcell)
             L.append("| " + " | ".join(cells) + " |")
         L.append("")
+        faulty = _fault_notes(sec["rows"], m.get("page_fault_us"))
+        if faulty:
+            L.append(f"Minor page faults per call (each fresh page a call touches; {m['page_fault_us']:.1f} us "
+                     "apiece here, measured at the start) costing at least "
+                     f"{100 * FAULT_SHARE_SHOWN:.0f}% of a contender's time, with that share: "
+                     + "; ".join(faulty) + ". Whether a call gets fresh pages depends on what the "
+                     "process freed before (glibc's malloc), not only on the call: see bench/README.md.")
+            L.append("")
         if sec.get("alternating"):
             L.append(f"Alternating `numpy.matmul` (n x n float32) with a crnn LSTM inference call "
                      f"(T=20, B=16, I=128, H=256), {n} thread(s), us per iteration:")

@@ -162,6 +162,9 @@ def environment(args):
         meta["crnn_blas"] = {k: info.get(k) for k in ("source", "library", "shares_pool")}
     meta["openblas_env"] = {v: os.environ.get(v) for v in OPENBLAS_OVERRIDES if v in os.environ}
     meta["pools"] = _pools()
+    from .timing import page_fault_cost
+    cost = page_fault_cost()
+    meta["page_fault_us"] = None if cost is None else cost * 1e6
     return meta
 
 
@@ -252,7 +255,7 @@ def run_row(row, threads, subject, args, ceiling):
     timing = _time(prepared, args)
     times = timing.times
     rec.update(times=times, samples=timing.samples, rounds=timing.rounds, probe=timing.probe,
-               settle_max=timing.settle_max)
+               settle_max=timing.settle_max, faults=timing.faults)
     peak = ceiling[row.dtype]
     gf = {k: row.flops() / t / 1e9 for k, t in times.items()}
     rec["gflops"] = gf

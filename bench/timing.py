@@ -11,6 +11,9 @@ The round order rotates (a rotation keeps each contender after the same one,
 which is why the wait must outlast any spin).
 A speed probe (SpeedProbe) read before every sample, between two settles,
 records how fast the machine was while the row ran.
+Each sample also counts the process's minor page faults (pages the kernel
+had to map, and zero, on first touch): when the allocator hands a call
+fresh pages every time, the faults can decide a row (see page_fault_cost).
 """
 
 from __future__ import annotations
@@ -21,13 +24,52 @@ from dataclasses import dataclass
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:          # not on Windows: no fault counts there
+    resource = None
+
+
+def minor_faults():
+    """Minor page faults of this process so far (all its threads), or None where unknown."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else None
+
 
 def _timed(prep, inner):
+    """Seconds for `inner` calls, and the minor page faults they took (None if unknown)."""
     with prep.context():
+        f0 = minor_faults()
         t0 = time.perf_counter()
         for _ in range(inner):
             prep.call()
-        return time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        f1 = minor_faults()
+    return dt, (None if f0 is None else f1 - f0)
+
+
+def page_fault_cost(megabytes=32, repeats=3):
+    """Seconds one minor page fault costs here: fresh anonymous pages touched once
+    each, best of `repeats` (None where faults are not counted). glibc's malloc
+    serves large arrays from fresh pages (mmap, or a heap top it trimmed after
+    the last call) depending on what the process freed before, so the same call
+    can fault on every page of its temporaries in one process and on none in
+    another: rows decided by a few percent then follow the allocator's state."""
+    import mmap
+    if resource is None:
+        return None
+    best = None
+    for _ in range(repeats):
+        with mmap.mmap(-1, megabytes << 20) as m:
+            pages = np.frombuffer(m, dtype=np.uint8)
+            f0 = minor_faults()
+            t0 = time.perf_counter()
+            pages[::mmap.PAGESIZE] = 1
+            dt = time.perf_counter() - t0
+            faults = minor_faults() - f0
+            del pages
+        if faults:
+            best = dt / faults if best is None else min(best, dt / faults)
+    return best
 
 
 SETTLE_SLICE = 0.01      # s: how often settle() looks at the process's CPU time
@@ -56,6 +98,7 @@ class RowTiming:
     rounds: int          # rounds run (fewer than asked when the budget binds)
     probe: list          # the probe's readings, GFLOP/s, one before every sample ([] without one)
     settle_max: float    # the longest settle (s): how long spinning threads kept the harness waiting
+    faults: dict         # {name: median minor page faults per call (or per step)}; None where unknown
 
 
 def time_row(prepared, rounds, sample_seconds, settle_s, budget=None, min_rounds=1, probe=None):
@@ -70,12 +113,13 @@ def time_row(prepared, rounds, sample_seconds, settle_s, budget=None, min_rounds
     """
     inner, per_round = {}, 0.0
     for p in prepared:
-        one = _timed(p, 1)                       # calibration (the verification call warmed it up)
+        one = _timed(p, 1)[0]                    # calibration (the verification call warmed it up)
         inner[p.name] = max(1, min(100_000, int(sample_seconds / max(one, 1e-9))))
         per_round += settle_s * (1 if probe is None else 2) + inner[p.name] * one
     if budget is not None and per_round * rounds > budget:
         rounds = max(min_rounds, int(budget // per_round))
     samples = {p.name: [] for p in prepared}
+    faults = {p.name: [] for p in prepared}
     readings, waits = [], [0.0]
     n = len(prepared)
     for r in range(rounds):
@@ -84,10 +128,12 @@ def time_row(prepared, rounds, sample_seconds, settle_s, budget=None, min_rounds
             if probe is not None:           # after the last sample's threads, before this one's settle
                 readings.append(probe())
                 waits.append(settle(settle_s))
-            dt = _timed(p, inner[p.name])
+            dt, df = _timed(p, inner[p.name])
             samples[p.name].append(dt / inner[p.name] / p.steps_per_call)
+            if df is not None:
+                faults[p.name].append(df / inner[p.name] / p.steps_per_call)
     return RowTiming({k: statistics.median(v) for k, v in samples.items()}, samples, rounds, readings,
-                     max(waits))
+                     max(waits), {k: statistics.median(v) if v else None for k, v in faults.items()})
 
 
 class SpeedProbe:

@@ -118,3 +118,33 @@ def test_speed_probe_is_read_before_every_sample(tmp_path):
     assert 0 <= timing.settle_max < 1.5
     assert report._probe_cell([10.0, 30.0, 20.0]) == "20 (10-30)"
     assert report._probe_cell(None) == "-"           # results saved before the probe existed
+
+
+def test_page_faults_are_counted_per_call_and_listed_when_they_cost():
+    """A contender that touches fresh pages on every call shows its faults per call;
+    the section lists it only when the faults cost at least FAULT_SHARE_SHOWN of its time."""
+    import mmap
+
+    from bench import report
+    from bench.contenders import Prepared
+    from bench.timing import page_fault_cost, resource, time_row
+    if resource is None:
+        pytest.skip("no fault counts on this platform")
+
+    def fresh_pages():                      # 64 pages the process has never touched, every call
+        with mmap.mmap(-1, 64 * mmap.PAGESIZE) as m:
+            pages = np.frombuffer(m, dtype=np.uint8)
+            pages[::mmap.PAGESIZE] = 1
+            del pages
+    prepared = [Prepared("crnn_c", lambda: None, dict), Prepared("nploop", fresh_pages, dict)]
+    timing = time_row(prepared, 3, 1e-3, 0.0)
+    assert timing.faults["crnn_c"] < 1
+    assert timing.faults["nploop"] >= 64
+    cost = page_fault_cost(megabytes=4)
+    assert cost is not None and 0 < cost < 1e-3
+    row = dict(workload="tiny", cell="lstm", mode="train", dtype="float32",
+               times={"crnn_c": 1e-3, "nploop": 1e-3}, faults={"crnn_c": 0.0, "nploop": 100.0})
+    assert report._fault_notes([row], fault_us=1.0) == ["tiny lstm train f32: NumPy loop 100 (10%)"]
+    assert report._fault_notes([row], fault_us=0.1) == []          # 1% of its time: not listed
+    assert report._fault_notes([dict(row, faults=None)], fault_us=1.0) == []   # results from before
+    assert report._fault_notes([row], fault_us=None) == []
