@@ -30,6 +30,52 @@ _TORCH_PREFIX = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih",
                  "b_hh": "bias_hh", "W_hr": "weight_hr"}
 
 
+def _longest_first(lengths: np.ndarray | None, kernels: ModuleType) -> np.ndarray | None:
+    """The batch order the C kernels want for variable lengths: by decreasing
+    length, ties as given (a stable sort), or None to keep the caller's order.
+
+    At each step the C core runs the recurrent product only on the rows up to
+    the last sequence still running (live_rows in src/common.h): in this order
+    that leaves every finished sequence out. Measured on one thread, T=100,
+    B=32, I=128, H=256, lengths uniform in [1, 100] (mean 53): LSTM inference
+    24.8 ms unsorted or without lengths, 17.2 ms sorted; training 78 against
+    63 ms; GRU inference 18.5 against 12.8 ms. Reordering costs a copy of x
+    and of y (and of dy and dx in backward), small beside a step's product.
+    The NumPy reference computes every row of every step: there the order
+    would change nothing but the copies.
+    """
+    if lengths is None or lengths.size < 2 or kernels is reference or np.all(lengths[:-1] >= lengths[1:]):
+        return None
+    return np.argsort(-lengths, kind="stable")
+
+
+def _reordered(parts: tuple, order: np.ndarray | None) -> tuple:
+    """Each (B, ...) state array of a tuple with its rows in `order` (unchanged when None)."""
+    return parts if order is None else tuple(a[order] for a in parts)
+
+
+def _batch_in_order(seq: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """A new C-contiguous (T, B, F) array holding seq's sequences in `order`
+    (seq[:, order] would come out with the batch axis outermost)."""
+    return np.take(seq, order, axis=1)
+
+
+# _batch_back_in_place moves this many bytes of steps at a time.
+_REORDER_BYTES = 256 << 10
+
+
+def _batch_back_in_place(seq: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """seq (T, B, F), the layer's own array, with its sequences put in the order
+    `back`, in place, a few steps at a time: a second output-sized array per
+    call would be one more large block that the allocator may hand out as
+    fresh pages (a page fault per 4 KiB) on every call."""
+    T, B, F = seq.shape
+    steps = max(1, _REORDER_BYTES // max(1, B * F * seq.itemsize))
+    for t in range(0, T, steps):
+        seq[t:t + steps] = seq[t:t + steps, back]
+    return seq
+
+
 @dataclass
 class Tape:
     """What `forward` records for `backward`. Treat it as opaque.
@@ -46,6 +92,7 @@ class Tape:
     batch_first: bool
     unbatched: bool
     input_shape: tuple
+    order: np.ndarray | None = None      # the batch order the kernels ran in (_longest_first), or None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -290,6 +337,10 @@ class RecurrentBase:
                 for name, value in zip(self._state_names, parts):
                     _check_finite(name + "0", value)
         kernels = _backend.kernels()
+        order = _longest_first(lengths, kernels)
+        if order is not None:     # the kernels see the batch longest first, the caller its own order
+            xs, lengths = _batch_in_order(xs, order), lengths[order]
+            states0 = [_reordered(parts, order) for parts in states0]
         D, P = self.num_directions, self.output_size
         # In inference the NumPy kernels write y into a view of the layer's
         # output (out=), already in the caller's layout: no concatenation of
@@ -302,6 +353,8 @@ class RecurrentBase:
             if training and layer > 0 and self.dropout > 0:
                 keep = 1.0 - self.dropout
                 draw = self._dropout_rng.random(layer_input.shape, dtype=self.dtype)
+                if order is not None:    # each sequence gets the draws it gets in the caller's order
+                    draw = draw[:, order]
                 mask = np.where(draw < keep, 1.0 / keep if keep > 0 else 0.0, 0.0).astype(self.dtype)
                 layer_input = layer_input * mask
             outputs, layer_caches = [], []
@@ -328,13 +381,17 @@ class RecurrentBase:
                 layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
             caches.append(layer_caches)
             masks.append(mask)
+        if order is not None:
+            back = np.argsort(order)
+            layer_input = _batch_back_in_place(layer_input, back)   # the kernels' output, not in the tape
+            finals = [_reordered(parts, back) for parts in finals]
         y = self._to_layout(layer_input, unbatched)
         state_n = self._public_state(finals, unbatched)
         tape = None
         if training:
             tape = Tape(kernels=kernels, caches=caches, dropout_masks=masks, steps=xs.shape[0],
                         batch=xs.shape[1], batch_first=self.batch_first, unbatched=unbatched,
-                        input_shape=input_shape)
+                        input_shape=input_shape, order=order)
         return y, state_n, tape
 
     def _deferred_calls(self, kernels):
@@ -388,6 +445,9 @@ class RecurrentBase:
         T, B, D, P = tape.steps, tape.batch, self.num_directions, self.output_size
         d_out = self._gradient_of_output(dy, tape)
         dfinal = self._initial_states(dstate_n, B, tape.unbatched, label="d{}_n")
+        if tape.order is not None:           # in the order forward ran in
+            d_out = _batch_in_order(d_out, tape.order)
+            dfinal = [_reordered(parts, tape.order) for parts in dfinal]
         grads: dict[str, np.ndarray] = {}
         dstate0: list = [None] * (D * self.num_layers)
         for layer in reversed(range(self.num_layers)):
@@ -415,6 +475,10 @@ class RecurrentBase:
             if tape.dropout_masks[layer] is not None:
                 d_in *= tape.dropout_masks[layer]
             d_out = d_in
+        if tape.order is not None:
+            back = np.argsort(tape.order)
+            d_out = _batch_back_in_place(d_out, back)
+            dstate0 = [_reordered(parts, back) for parts in dstate0]
         dx = self._to_layout(d_out, tape.unbatched)
         ordered = {name: grads[name] for name in self._params}
         return dx, self._public_state(dstate0, tape.unbatched), ordered

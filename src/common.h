@@ -447,15 +447,65 @@ static inline int chunk_input_by_team(ptrdiff_t B)
     return B < 2 * STEP_INPUT_MIN_ROWS;
 }
 
+/* The row at which a team of two splits rows [0, B) for the steps t0 ..
+ * t0+n-1: B/2, or with lengths that differ, where the two parts' work is
+ * about equal. A row weighs its valid steps there plus one: the recurrent
+ * product of a valid step costs far more than keeping a finished sequence's
+ * state, and a batch longest first (the layers sort it) runs no product on
+ * its finished rows (live_rows), so halves by count would leave one thread
+ * most of the work. Measured, 2 threads, LSTM T = 100, B = 32, I = 128,
+ * H = 256, lengths uniform in [1, 100]: see crnn/_recurrent.py. */
+static inline int lengths_differ(const int64_t *lengths, ptrdiff_t B)
+{
+    if (lengths != NULL)
+        for (ptrdiff_t b = 1; b < B; b++)
+            if (lengths[b] != lengths[0])
+                return 1;
+    return 0;
+}
+
+static inline ptrdiff_t rows_cut(const int64_t *lengths, ptrdiff_t B, ptrdiff_t t0, ptrdiff_t n)
+{
+    if (!lengths_differ(lengths, B))
+        return B / 2;
+    double total = 0;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const int64_t live = lengths[b] - (int64_t)t0;
+        total += (double)(live < 0 ? 0 : live > n ? n : live) + 1;
+    }
+    double before = 0;
+    ptrdiff_t cut = 0;
+    while (cut < B - 1) {
+        const int64_t live = lengths[cut] - (int64_t)t0;
+        const double w = (double)(live < 0 ? 0 : live > n ? n : live) + 1;
+        if (before + w / 2 > total / 2)  /* row cut straddles the middle: it starts part 1 */
+            break;
+        before += w;
+        cut++;
+    }
+    return cut < 1 ? 1 : cut;
+}
+
+/* Rows [*b0, *b1) of part [p0, p1) of a team of two split at row `cut`:
+ * [0, cut) for part 0, [cut, B) for part 1, all of them for [0, 2). */
+static inline void team_rows(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t cut, ptrdiff_t B, ptrdiff_t *b0, ptrdiff_t *b1)
+{
+    *b0 = p0 == 0 ? 0 : cut;
+    *b1 = p1 == 1 ? cut : B;
+}
+
 /* Parts [p0, p1) of a team of two (parallel.h), once each member has done
- * its half of the chunk's input product: the chunk's steps on rows [0, B/2)
- * for part 0 and [B/2, B) for part 1, after both halves are done; all rows
- * for [0, 2). */
-static inline void team_rows_after_input(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t B, crnn_rows_fn rows, void *job)
+ * its half of the chunk's input product: the chunk's steps on rows [0, cut)
+ * for part 0 and [cut, B) for part 1 (rows_cut), after both halves are
+ * done; all rows for [0, 2). */
+static inline void team_rows_after_input(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t cut, ptrdiff_t B, crnn_rows_fn rows,
+                                         void *job)
 {
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    rows(job, p0 == 0 ? 0 : B / 2, p1 == 1 ? B / 2 : B);
+    ptrdiff_t b0, b1;
+    team_rows(p0, p1, cut, B, &b0, &b1);
+    rows(job, b0, b1);
 }
 
 /* The first unit of the second thread's half: a panel boundary. */
@@ -709,6 +759,21 @@ static inline void add_colsum_f64(double *db, const double *A, ptrdiff_t rows, p
 static inline int step_valid(const int64_t *lengths, ptrdiff_t b, ptrdiff_t t)
 {
     return lengths == NULL || (int64_t)t < lengths[b];
+}
+
+/* The rows [0, n) of a batch of B whose step t needs the recurrent product:
+ * n is one past the last sequence still valid at t (B without lengths).
+ * The finished sequences after it only keep their state, so a batch in
+ * decreasing order of length (the layers sort theirs, crnn/_recurrent.py)
+ * leaves all of its finished ones out of the products; a finished sequence
+ * before n is computed and discarded as before. */
+static inline ptrdiff_t live_rows(const int64_t *lengths, ptrdiff_t B, ptrdiff_t t)
+{
+    ptrdiff_t n = B;
+    if (lengths != NULL)
+        while (n > 0 && lengths[n - 1] <= (int64_t)t)
+            n--;
+    return n;
 }
 
 /* The time index of the k-th step the recurrence visits. */

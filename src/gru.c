@@ -21,6 +21,7 @@
  * Tape (crnn_gru_tape_size), GH = 3H:
  *     ws_gates (T, B, 3H)   post-activation r, z, n of every step
  *     ws_hn    (T, B, H)    W_hn h_{t-1} + b_hn of every step
+ *                           (both zeros where the step is masked)
  *     ws_h     (T+1, B, H)  the state before/after every step (prev_slot/next_slot)
  *
  * Workspace (crnn_gru_workspace_size):
@@ -148,15 +149,28 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
         return;
     }
 
-    /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H), the units' columns */
-    FN(rgemm_units)(blas, 3, H, u0, u1, B, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
+    /* [F2] hw = h_prev @ W_hh.T   (B, H) x (H, 3H), the units' columns, on
+     * the rows up to the last sequence still running (live_rows) */
+    const ptrdiff_t live = live_rows(lengths, B, t);
+    if (live > 0)
+        FN(rgemm_units)(blas, 3, H, u0, u1, live, H, h_prev, H, W_hh, W_hh_packed, 0, hw, GH);
 
     /* [F3] gates, then h_new, a sequence (row) at a time; a valid step
-     * outputs h_new and keeps it, an invalid one outputs 0 and keeps h_prev.
-     * Gates are activated on every row (backward reads them, multiplied by
-     * 0 where masked, so they must be finite). */
+     * outputs h_new and keeps it, an invalid one outputs 0, keeps h_prev and
+     * leaves zeros as its gates and hn on the tape (with or without a
+     * product run on its row): backward multiplies r by a masked step's
+     * zero gradient (gru_grads_h), so r must be finite there. */
     for (ptrdiff_t b = 0; b < B; b++) {
         real *gb = gates + b * GH, *hb = hw + b * GH;
+        if (!step_valid(lengths, b, t)) {
+            for (int q = 0; q < 3; q++)
+                memset(gb + q * H + u0, 0, (size_t)nu * sizeof(real));
+            if (hn_t != NULL)
+                memset(hn_t + b * H + u0, 0, (size_t)nu * sizeof(real));
+            memset(y_t + b * H + u0, 0, (size_t)nu * sizeof(real));
+            copy_row(h_out + b * H + u0, h_prev + b * H + u0, (size_t)nu * sizeof(real));
+            continue;
+        }
         /* W_hn h + b_hn: kept for backward, or in place in the scratch */
         real *hn = hn_t != NULL ? hn_t + b * H + u0 : hb + In;
         /* r, z: with all units, [r z] are adjacent: one pass, one sigmoid call */
@@ -177,14 +191,9 @@ static void FN(gru_step)(const crnn_blas *blas, const crnn_gru_desc *d, const re
         FN(vtanh)(nu, n, NULL, n);
         real *yb = y_t + b * H + u0;
         const real *hp = h_prev + b * H + u0;
-        if (step_valid(lengths, b, t)) {
-            for (ptrdiff_t j = 0; j < nu; j++)
-                yb[j] = (1 - z[j]) * n[j] + z[j] * hp[j];
-            copy_row(h_out + b * H + u0, yb, (size_t)nu * sizeof(real));
-        } else {
-            memset(yb, 0, (size_t)nu * sizeof(real));
-            copy_row(h_out + b * H + u0, hp, (size_t)nu * sizeof(real));
-        }
+        for (ptrdiff_t j = 0; j < nu; j++)
+            yb[j] = (1 - z[j]) * n[j] + z[j] * hp[j];
+        copy_row(h_out + b * H + u0, yb, (size_t)nu * sizeof(real));
     }
 }
 
@@ -221,8 +230,9 @@ static void FN(gru_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
         real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
         real *y_t = c->y + t * B * H + b0 * H;
-        if (c->step_input)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
-            FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
+        const ptrdiff_t live = live_rows(lengths, b1 - b0, t);
+        if (c->step_input && live > 0)  /* [F1] gates = x[t, b0:b1] @ W_ih.T, the live rows' */
+            FN(rgemm)(c->blas, live, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
                       c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
             FN(gru_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->b_ih, c->b_hh, lengths, t, 0, H,
@@ -246,7 +256,19 @@ static void FN(gru_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = 3 * c->d->hidden_size;
     FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed,
                            c->xw, GH);
-    team_rows_after_input(p0, p1, B, FN(gru_chunk_rows), arg);
+    team_rows_after_input(p0, p1, rows_cut(c->lengths, B, c->t0, c->n), B, FN(gru_chunk_rows), arg);
+}
+
+/* The chunk's steps on a team of two split by rows at rows_cut (common.h),
+ * when the sequences' lengths differ: crnn_parallel_rows's split learns the
+ * threads' speeds from rows of equal work, and its halves by count would
+ * leave the long sequences' thread most of the work. */
+static void FN(gru_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(gru_chunk) *c = arg;
+    ptrdiff_t b0, b1;
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->t0, c->n), c->d->batch, &b0, &b1);
+    FN(gru_chunk_rows)(arg, b0, b1);
 }
 
 /* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
@@ -432,6 +454,8 @@ static void FN(gru_run)(const crnn_blas *blas, const crnn_gru_desc *d, const FN(
             chunk.n = n;
             if (team_input)
                 crnn_parallel_team(threads, FN(gru_chunk_team_rows), &chunk);
+            else if (lengths_differ(lengths, B))
+                crnn_parallel_team(threads, FN(gru_chunk_team_cut), &chunk);
             else
                 crnn_parallel_rows(threads, FN(gru_chunk_rows), &chunk, B);
         }
@@ -619,9 +643,12 @@ static void FN(gru_back_rows)(const FN(gru_back_chunk) *c, ptrdiff_t b0, ptrdiff
             FN(gru_cell_backward)(H, r, z, n, hnb, hp, dyb, c->dh + b * H,
                                   dxb + Ir, dxb + Iz, dxb + In, dhb + Ir, dhb + Iz, dhb + In);
         }
-        /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H) */
-        FN(rgemm)(c->blas, b1 - b0, H, GH, c->dpre_h_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed,
-                  1, c->dh + b0 * H, H);
+        /* [B2] dh += dpre_h[t] @ W_hh   (B, 3H) x (3H, H), on the rows up to
+         * the last sequence valid at t: the masked ones after it add 0 */
+        const ptrdiff_t live = live_rows(c->lengths != NULL ? c->lengths + b0 : NULL, b1 - b0, t);
+        if (live > 0)
+            FN(rgemm)(c->blas, live, H, GH, c->dpre_h_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh,
+                      c->W_hh_packed, 1, c->dh + b0 * H, H);
     }
 }
 
@@ -634,7 +661,7 @@ static void FN(gru_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(gru_back_chunk) *c = arg;
     ptrdiff_t b0, b1;
-    team_half(p0, p1, c->d->batch, &b0, &b1);
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->span.t0, c->span.nt), c->d->batch, &b0, &b1);
     FN(gru_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);

@@ -13,7 +13,8 @@
  *     [B3] dh_{t-1} per step                 [B4] weight/bias grads, dx per chunk of steps
  *
  * Tape (crnn_lstm_tape_size), GH = 4H, Pn = P if P > 0 else H:
- *     ws_gates (T, B, 4H)   post-activation i, f, g, o of every step
+ *     ws_gates (T, B, 4H)   post-activation i, f, g, o of every step (zeros
+ *                           where the step is masked)
  *     ws_c     (T+1, B, H)  cell state before/after every step (prev_slot/next_slot)
  *     ws_h     (T+1, B, Pn) hidden state likewise
  *     ws_r     (T, B, H)    only if P > 0: o * tanh(c_t), the projection's input
@@ -181,43 +182,49 @@ static void FN(lstm_step)(const crnn_blas *blas, const crnn_lstm_desc *d,
         return;
     }
 
-    /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H), the units' columns */
-    FN(rgemm_units)(blas, 4, H, u0, u1, B, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
+    /* [F2] gates += h_prev @ W_hh.T   (B, P) x (P, 4H), the units' columns,
+     * on the rows up to the last sequence still running (live_rows) */
+    const ptrdiff_t live = live_rows(lengths, B, t);
+    if (live > 0)
+        FN(rgemm_units)(blas, 4, H, u0, u1, live, P, h_prev, P, w->W_hh, W_hh_packed, 1, gates, GH);
 
     /* [F3] activations, then the cell, a sequence (row) at a time: a valid
-     * step keeps c_new and h_new, an invalid one keeps c_prev and h_prev and
-     * outputs 0. Gates are activated on every row (backward reads them,
-     * multiplied by 0 where masked, so they must be finite). */
+     * step keeps c_new and h_new, an invalid one keeps c_prev and h_prev,
+     * outputs 0 and leaves zeros as its gates on the tape (with or without
+     * a product run on its row; backward skips masked steps). */
     for (ptrdiff_t b = 0; b < B; b++) {
         real *gb = gates + b * GH;
-        FN(lstm_activate)(gb, bias, H, u0, u1);
-        const real *i = gb + CRNN_LSTM_I * H + u0, *f = gb + CRNN_LSTM_F * H + u0,
-                   *g = gb + CRNN_LSTM_G * H + u0, *o = gb + CRNN_LSTM_O * H + u0;
         const real *cp = c_prev + b * H + u0;
         real *cb = c_out + b * H + u0;
         /* h_new = o * tanh(c_new) goes to r (projected) or to y_t */
         real *hb = (proj ? r + b * H : y_t + b * P) + u0;
-        if (step_valid(lengths, b, t)) {
-            for (ptrdiff_t j = 0; j < n; j++)
-                cb[j] = f[j] * cp[j] + i[j] * g[j];
-            FN(vtanh)(n, cb, NULL, hb);
-            for (ptrdiff_t j = 0; j < n; j++)
-                hb[j] *= o[j];
-            if (!proj)
-                copy_row(h_out + b * P + u0, hb, (size_t)n * sizeof(real));
-        } else {
+        if (!step_valid(lengths, b, t)) {
+            for (int q = 0; q < 4; q++)
+                memset(gb + q * H + u0, 0, (size_t)n * sizeof(real));
             copy_row(cb, cp, (size_t)n * sizeof(real));
             /* r of a masked row only meets a zero gradient: keep it finite */
             memset(hb, 0, (size_t)n * sizeof(real));
             if (!proj)
                 copy_row(h_out + b * P + u0, h_prev + b * P + u0, (size_t)n * sizeof(real));
+            continue;
         }
+        FN(lstm_activate)(gb, bias, H, u0, u1);
+        const real *i = gb + CRNN_LSTM_I * H + u0, *f = gb + CRNN_LSTM_F * H + u0,
+                   *g = gb + CRNN_LSTM_G * H + u0, *o = gb + CRNN_LSTM_O * H + u0;
+        for (ptrdiff_t j = 0; j < n; j++)
+            cb[j] = f[j] * cp[j] + i[j] * g[j];
+        FN(vtanh)(n, cb, NULL, hb);
+        for (ptrdiff_t j = 0; j < n; j++)
+            hb[j] *= o[j];
+        if (!proj)
+            copy_row(h_out + b * P + u0, hb, (size_t)n * sizeof(real));
     }
     if (!proj)
         return;
 
     /* [F4] hr = r @ W_hr.T   (B, H) x (H, P), then the same masking */
-    FN(rgemm)(blas, B, P, H, r, H, CRNN_TRANS, w->W_hr, FN(given_packed)(w->W_hr_packed), 0, hr, P);
+    if (live > 0)
+        FN(rgemm)(blas, live, P, H, r, H, CRNN_TRANS, w->W_hr, FN(given_packed)(w->W_hr_packed), 0, hr, P);
     for (ptrdiff_t b = 0; b < B; b++) {
         if (step_valid(lengths, b, t)) {
             memcpy(y_t + b * P, hr + b * P, (size_t)P * sizeof(real));
@@ -263,8 +270,9 @@ static void FN(lstm_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const ptrdiff_t t = c->t0 + step_time(k, c->n, rev);
         real *gates = c->xw + (t - c->t0) * B * GH + b0 * GH;
         real *y_t = c->y + t * B * P + b0 * P;
-        if (c->step_input)  /* [F1] gates = x[t, b0:b1] @ W_ih.T */
-            FN(rgemm)(c->blas, b1 - b0, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
+        const ptrdiff_t live = live_rows(lengths, b1 - b0, t);
+        if (c->step_input && live > 0)  /* [F1] gates = x[t, b0:b1] @ W_ih.T, the live rows' */
+            FN(rgemm)(c->blas, live, GH, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->w->W_ih,
                       c->W_ih_packed, 0, gates, GH);
         if (c->ws_h != NULL)
             FN(lstm_step)(c->blas, &rows, c->w, c->W_hh_packed, c->bias, lengths, t, 0, H, gates,
@@ -291,7 +299,19 @@ static void FN(lstm_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = 4 * c->d->hidden_size;
     FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->w->W_ih, c->W_ih_packed,
                            c->xw, GH);
-    team_rows_after_input(p0, p1, B, FN(lstm_chunk_rows), arg);
+    team_rows_after_input(p0, p1, rows_cut(c->lengths, B, c->t0, c->n), B, FN(lstm_chunk_rows), arg);
+}
+
+/* The chunk's steps on a team of two split by rows at rows_cut (common.h),
+ * when the sequences' lengths differ: crnn_parallel_rows's split learns the
+ * threads' speeds from rows of equal work, and its halves by count would
+ * leave the long sequences' thread most of the work. */
+static void FN(lstm_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(lstm_chunk) *c = arg;
+    ptrdiff_t b0, b1;
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->t0, c->n), c->d->batch, &b0, &b1);
+    FN(lstm_chunk_rows)(arg, b0, b1);
 }
 
 /* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
@@ -495,6 +515,8 @@ static void FN(lstm_run)(const crnn_blas *blas, const crnn_lstm_desc *d, const F
             chunk.n = n;
             if (team_input)
                 crnn_parallel_team(threads, FN(lstm_chunk_team_rows), &chunk);
+            else if (lengths_differ(lengths, B))
+                crnn_parallel_team(threads, FN(lstm_chunk_team_cut), &chunk);
             else
                 crnn_parallel_rows(threads, FN(lstm_chunk_rows), &chunk, B);
         }
@@ -733,9 +755,12 @@ static void FN(lstm_back_rows)(const FN(lstm_back_chunk) *c, ptrdiff_t b0, ptrdi
             FN(lstm_cell_backward)(H, i, f, g, o, cp, scratch_tanh_c, dr_b, dcb,
                                    dpb + Ii, dpb + If, dpb + Ig, dpb + Io);
         }
-        /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P) */
-        FN(rgemm)(c->blas, b1 - b0, P, GH, dpre_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
-                  c->dh + b0 * P, P);
+        /* [B3] dh += dpre[t] @ W_hh   (B, 4H) x (4H, P), on the rows up to the
+         * last sequence valid at t: the masked ones after it add 0 */
+        const ptrdiff_t live = live_rows(c->lengths != NULL ? c->lengths + b0 : NULL, b1 - b0, t);
+        if (live > 0)
+            FN(rgemm)(c->blas, live, P, GH, dpre_t + b0 * GH, GH, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
+                      c->dh + b0 * P, P);
     }
 }
 
@@ -748,7 +773,7 @@ static void FN(lstm_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(lstm_back_chunk) *c = arg;
     ptrdiff_t b0, b1;
-    team_half(p0, p1, c->d->batch, &b0, &b1);
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->span.t0, c->span.nt), c->d->batch, &b0, &b1);
     FN(lstm_back_rows)(c, b0, b1, c->scratch + p0 * 2 * c->d->hidden_size);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);

@@ -119,8 +119,11 @@ static void FN(rnn_step)(const crnn_blas *blas, const crnn_rnn_desc *d, const re
 {
     const ptrdiff_t B = d->batch, H = d->hidden_size, n = u1 - u0;
 
-    /* [F2] pre += h_prev @ W_hh.T, the units' columns */
-    FN(rgemm_units)(blas, 1, H, u0, u1, B, H, h_prev, H, W_hh, W_hh_packed, 1, pre, H);
+    /* [F2] pre += h_prev @ W_hh.T, the units' columns, on the rows up to the
+     * last sequence still running (live_rows) */
+    const ptrdiff_t live = live_rows(lengths, B, t);
+    if (live > 0)
+        FN(rgemm_units)(blas, 1, H, u0, u1, live, H, h_prev, H, W_hh, W_hh_packed, 1, pre, H);
 
     /* [F3] h_new = act(pre + b_ih + b_hh), a sequence (row) at a time: a
      * valid step outputs it and keeps it, an invalid one outputs 0 and keeps
@@ -178,8 +181,9 @@ static void FN(rnn_chunk_rows)(void *arg, ptrdiff_t b0, ptrdiff_t b1)
         const real *h_prev = c->ws_h != NULL ? c->ws_h + prev_slot(t, rev) * B * H : c->h_n;
         real *h_out = c->ws_h != NULL ? c->ws_h + next_slot(t, rev) * B * H : c->h_n;
         real *pre = c->xw + (t - c->t0) * B * H + b0 * H;
-        if (c->step_input)  /* [F1] pre = x[t, b0:b1] @ W_ih.T */
-            FN(rgemm)(c->blas, b1 - b0, H, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
+        const ptrdiff_t live = live_rows(lengths, b1 - b0, t);
+        if (c->step_input && live > 0)  /* [F1] pre = x[t, b0:b1] @ W_ih.T, the live rows' */
+            FN(rgemm)(c->blas, live, H, I, c->x + t * B * I + b0 * I, I, CRNN_TRANS, c->W_ih,
                       c->W_ih_packed, 0, pre, H);
         FN(rnn_step)(c->blas, &rows, c->W_hh, c->W_hh_packed, c->bias, lengths, t, 0, H,
                      pre, h_prev + b0 * H, h_out + b0 * H, c->y + t * B * H + b0 * H);
@@ -197,7 +201,19 @@ static void FN(rnn_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const ptrdiff_t B = c->d->batch, I = c->d->input_size, GH = c->d->hidden_size;
     FN(rgemm_team_columns)(c->blas, p0, p1, c->n * B, GH, I, c->x + c->t0 * B * I, I, c->W_ih, c->W_ih_packed,
                            c->xw, GH);
-    team_rows_after_input(p0, p1, B, FN(rnn_chunk_rows), arg);
+    team_rows_after_input(p0, p1, rows_cut(c->lengths, B, c->t0, c->n), B, FN(rnn_chunk_rows), arg);
+}
+
+/* The chunk's steps on a team of two split by rows at rows_cut (common.h),
+ * when the sequences' lengths differ: crnn_parallel_rows's split learns the
+ * threads' speeds from rows of equal work, and its halves by count would
+ * leave the long sequences' thread most of the work. */
+static void FN(rnn_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const FN(rnn_chunk) *c = arg;
+    ptrdiff_t b0, b1;
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->t0, c->n), c->d->batch, &b0, &b1);
+    FN(rnn_chunk_rows)(arg, b0, b1);
 }
 
 /* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
@@ -362,6 +378,8 @@ static void FN(rnn_run)(const crnn_blas *blas, const crnn_rnn_desc *d, const FN(
             chunk.n = n;
             if (team_input)
                 crnn_parallel_team(threads, FN(rnn_chunk_team_rows), &chunk);
+            else if (lengths_differ(lengths, B))
+                crnn_parallel_team(threads, FN(rnn_chunk_team_cut), &chunk);
             else
                 crnn_parallel_rows(threads, FN(rnn_chunk_rows), &chunk, B);
         }
@@ -493,9 +511,12 @@ static void FN(rnn_back_rows)(const FN(rnn_back_chunk) *c, ptrdiff_t b0, ptrdiff
                     dpb[j] = hb[j] > 0 ? dyb[j] + dhb[j] : 0;
             memset(dhb, 0, (size_t)H * sizeof(real));
         }
-        /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H) */
-        FN(rgemm)(c->blas, b1 - b0, H, H, dpre_t + b0 * H, H, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
-                  c->dh + b0 * H, H);
+        /* [B2] dh += dpre[t] @ W_hh   (B, H) x (H, H), on the rows up to the
+         * last sequence valid at t: the masked ones after it add 0 */
+        const ptrdiff_t live = live_rows(c->lengths != NULL ? c->lengths + b0 : NULL, b1 - b0, t);
+        if (live > 0)
+            FN(rgemm)(c->blas, live, H, H, dpre_t + b0 * H, H, CRNN_NO_TRANS, c->w->W_hh, c->W_hh_packed, 1,
+                      c->dh + b0 * H, H);
     }
 }
 
@@ -508,7 +529,7 @@ static void FN(rnn_back_team)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_back_chunk) *c = arg;
     ptrdiff_t b0, b1;
-    team_half(p0, p1, c->d->batch, &b0, &b1);
+    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->span.t0, c->span.nt), c->d->batch, &b0, &b1);
     FN(rnn_back_rows)(c, b0, b1);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
