@@ -65,6 +65,28 @@ def _fault_notes(rows, fault_us):
     return notes
 
 
+def _lengths_table(recs, threads):
+    """The variable-lengths section (bench/lengths.py), or nothing."""
+    recs = [r for r in recs or [] if r.get("times")]
+    if not recs:
+        return []
+    from .lengths import NAMES, SHAPE
+    L = [f"Variable lengths (bench/lengths.py): T={SHAPE['T']}, B={SHAPE['B']}, I={SHAPE['I']}, H={SHAPE['H']}, "
+         f"float32, lengths uniform in [1, T] (mean {recs[0]['mean_length']:.1f}), the batch in no particular "
+         f"order; {threads} thread(s), ms per call. No targets (not in the issue's grid).", "",
+         "| row | " + " | ".join(NAMES.values()) + " | padded / crnn C | torch, packed / crnn C | "
+         "machine speed (probe GFLOP/s) |", "|---|---|---|---|---|---|---|"]
+    for r in recs:
+        t = r["times"]
+        cells = [f"{r['cell']} {r['mode']}"] + [f"{t[k] * 1e3:.3g}" if k in t else "-" for k in NAMES]
+        for k in ("crnn_c_padded", "torch_packed"):
+            cells.append(f"{t[k] / t['crnn_c']:.2f}x" if k in t and "crnn_c" in t else "-")
+        cells.append(_probe_cell(r.get("probe")))
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
 def write_markdown(results, path):
     m, subject = results["meta"], results["subject"]
     S = LABEL[subject]
@@ -172,6 +194,7 @@ def write_markdown(results, path):
                 L.append(f"| {a['backend']} | {a['n']} | {a['matmul'] * 1e6:.1f} | {a['crnn'] * 1e6:.1f} | "
                          f"{a['alternating'] * 1e6:.1f} | {a['target'][2]} | {'OK' if a['target'][1] else '**FAIL**'} |")
             L.append("")
+        L += _lengths_table(sec.get("lengths"), n)
     if notes:
         L.append("Skipped contenders: " + "; ".join(f"[{i}] {k}" for k, i in notes.items()))
         L.append("")

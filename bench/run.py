@@ -328,6 +328,30 @@ def run_alternating(subject, args):
     return out
 
 
+def run_lengths(args):
+    """The variable-lengths section (bench/lengths.py): one record per cell and mode."""
+    import crnn
+    from . import lengths as ln
+    from .timing import SpeedProbe, time_row
+    if "c" not in crnn.available_backends():
+        print("  lengths: skipped (no C backend)", flush=True)
+        return []
+    out = []
+    for cell in [c for c in ln.CELLS if c in args.cells]:
+        for mode in [m for m in ln.MODES if m in args.modes]:
+            prepared, notes, mean_len = ln.prepared_for(cell, mode, skip={"torch_packed"} if "torch" in args.skip else ())
+            rec = {"cell": cell, "mode": mode, "mean_length": mean_len, "notes": notes, "times": {}}
+            if not args.verify_only:
+                timing = time_row(prepared, args.rounds, args.sample_seconds, args.settle,
+                                  budget=args.row_budget, min_rounds=1 if args.quick else 3, probe=SpeedProbe())
+                rec.update(times=timing.times, faults=timing.faults, probe=timing.probe, rounds=timing.rounds)
+            out.append(rec)
+            t = rec["times"]
+            print(f"  lengths {cell:<8} {mode:<5} " + ", ".join(f"{ln.NAMES[k]} {v * 1e3:.2f} ms" for k, v in t.items())
+                  + ("" if t else "verified"), flush=True)
+    return out
+
+
 def run_memory(subject, args):
     import crnn
     from . import memory
@@ -444,6 +468,8 @@ def main(argv=None):
                     print_row(rec, subject)
                 if "alternating" in args.rows and not args.verify_only:
                     sec["alternating"] = run_alternating(subject, args)
+                if "lengths" in args.rows:
+                    sec["lengths"] = run_lengths(args)
                 sec["others_cores"], sec["steal_cores"] = watch.others_cores(), watch.steal_cores()
                 if sec["others_cores"] is not None:
                     busy = sec["others_cores"] + sec["steal_cores"] > BUSY_OTHERS

@@ -47,7 +47,7 @@ WORKLOADS = {w.name: w for w in [
     Workload("tiny", 5, 2, 3, 4, layers=2, bidirectional=True, quick=False, note="smoke test"),
 ]}
 DEFAULT_ROWS = ("stream", "small_seq", "medium", "large", "stacked", "medium_f64")
-EXTRA_SECTIONS = ("alternating", "memory")
+EXTRA_SECTIONS = ("alternating", "lengths", "memory")
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,16 @@ def test_page_faults_are_counted_per_call_and_listed_when_they_cost():
     assert report._fault_notes([row], fault_us=0.1) == []          # 1% of its time: not listed
     assert report._fault_notes([dict(row, faults=None)], fault_us=1.0) == []   # results from before
     assert report._fault_notes([row], fault_us=None) == []
+
+
+@pytest.mark.skipif("c" not in crnn.available_backends(), reason="C extension not installed")
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_lengths_section_verifies_its_contenders(cell, mode):
+    """The variable-lengths section checks crnn C and torch's packed run against
+    the NumPy reference before timing them (bench/lengths.py)."""
+    from bench import lengths
+    prepared, notes, mean_length = lengths.prepared_for(cell, mode)
+    expected = {"crnn_c", "crnn_c_padded"} | ({"torch_packed"} if _installed("torch") else set())
+    assert {p.name for p in prepared} == expected, notes
+    assert 1 <= mean_length < lengths.SHAPE["T"]
