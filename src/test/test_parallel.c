@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common.h"  /* rows_cut, live_rows */
 #include "crnn.h"
 #include "parallel.h"
 
@@ -539,6 +540,26 @@ static void test_pool(void)
     fake_blas_threads = 2;
 }
 
+/* ---- 7: where a team cuts rows of different lengths ---- */
+
+static void test_rows_cut(void)
+{
+    const int failed_before = failures;
+    const int64_t same[4] = { 7, 7, 7, 7 }, sorted[6] = { 100, 90, 40, 20, 10, 5 }, one_left[4] = { 50, 3, 2, 1 };
+    check(rows_cut(NULL, 9, 0, 10) == 4 && rows_cut(same, 4, 0, 10) == 2, "rows_cut: halves without lengths");
+    /* weights over steps 0..99: 101, 91, 41, 21, 11, 6 (total 271): the first row alone is about half */
+    check(rows_cut(sorted, 6, 0, 100) == 1, "rows_cut: the long rows' part has fewer rows");
+    /* steps 30..59: 31, 31, 11, 1, 1, 1 (total 76) */
+    check(rows_cut(sorted, 6, 30, 30) == 1 || rows_cut(sorted, 6, 30, 30) == 2, "rows_cut: a later chunk");
+    check(rows_cut(one_left, 4, 10, 10) == 1, "rows_cut: part 0 keeps at least one row");
+    check(live_rows(NULL, 5, 3) == 5 && live_rows(sorted, 6, 0) == 6 && live_rows(sorted, 6, 20) == 3
+              && live_rows(sorted, 6, 100) == 0 && live_rows(one_left, 4, 2) == 2,
+          "live_rows: one past the last sequence still running");
+    const int64_t unsorted[4] = { 1, 9, 2, 3 };
+    check(live_rows(unsorted, 4, 2) == 4 && live_rows(unsorted, 4, 3) == 2, "live_rows: unsorted, the trailing finished ones");
+    printf("%s rows_cut      cut by work, live rows\n", failures == failed_before ? "ok  " : "FAIL");
+}
+
 int main(void)
 {
     crnn_parallel_check_crowding(0);  /* every split below must happen; tested last */
@@ -551,6 +572,7 @@ int main(void)
     test_pair();
     test_pool();
     test_cells();
+    test_rows_cut();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
     printf(allok ? "all ok: parallel\n" : "FAILED: parallel\n");
