@@ -24,6 +24,8 @@
  *                             steps, running dh: backward visits the steps in
  *                             chunks and runs [B3] per chunk, so no workspace
  *                             grows with T
+ *               + Tc*B*(I+H)  the chunk's x and h_prev, live rows only
+ *                             (pack_live_rows in common.h), with lengths
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                             rgemm_shape(), at the end
  *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
@@ -59,7 +61,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
 {
     if (rnn_check_desc(d) != CRNN_OK)
         return 0;
-    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size;
+    const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, I = (size_t)d->input_size;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, d->hidden_size) : 0;
     const size_t packed_ih = input_pack_shape(d->steps, d->batch)
                                  ? crnn_rgemm_packed_size(d->hidden_size, d->input_size) : 0;
@@ -70,7 +72,7 @@ size_t crnn_rnn_workspace_size(const crnn_rnn_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * H + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
-        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * H
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, d->hidden_size, d->chunk_steps) * B * (H + I + H)
                + B * H + packed
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->input_size, d->hidden_size) : 0);
     }
@@ -471,6 +473,7 @@ typedef struct {
     const real *W_ih_dx;           /* W_ih packed for dx (dx_pack in common.h), or NULL */
     const real *ws_h;              /* the tape */
     real *dpre, *dh;               /* (Tc, B, H) the chunk's; (B, H) running */
+    real *x_live, *h_live;         /* (Tc*B, I), (Tc*B, H): the chunk's live rows, packed */
     real *dx;
     const FN(crnn_grads) *grads;
     back_span span;                /* the chunk (common.h) */
@@ -548,14 +551,29 @@ static void FN(rnn_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_back_chunk) *c = arg;
     const crnn_rnn_desc *d = c->d;
-    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size;
-    const ptrdiff_t rows = c->span.nt * B;
-    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
-    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, t0 = c->span.t0, nt = c->span.nt;
+    const ptrdiff_t rows = live_row_count(c->lengths, B, t0, nt);
+    const real *x = c->x + t0 * B * I, *h_prev = c->ws_h + prev_slot(t0, d->reverse != 0) * B * H;
+    real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
+    const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
+    if (packed) {  /* dpre in place on one member, x and h_prev on the other */
+        if (p0 == 0)
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), c->dpre, c->dpre);
+        if (p1 == 2) {
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), h_prev, c->h_live);
+        }
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+        x = c->x_live;
+        h_prev = c->h_live;
+    }
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
         FN(rnn_chunk_grads)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre, x, h_prev, dx, c->grads);
+    if (packed && dx != NULL)  /* dx came out packed: back to its steps' rows */
+        unpack_dx(c->lengths, B, t0, nt, I, p0, p1, c->W_ih_dx, sizeof(real), dx);
 }
 
 crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
@@ -581,6 +599,8 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
     const ptrdiff_t Tc = backward_chunk_steps(T, B, H, d->chunk_steps);
     real *dpre = workspace;                  /* (Tc, B, H) dL/d(pre-activation), a chunk */
     real *dh = workspace + Tc * B * H;       /* (B, H) dL/dh_t, running */
+    real *x_live = dh + B * H;               /* (Tc*B, I) */
+    real *h_live = x_live + Tc * B * I;      /* (Tc*B, H) */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
     const int threads = train_threads(blas, T, B, I, H, H);  /* common.h */
     /* a batch too small to split: the steps and the products side by side (common.h) */
@@ -595,12 +615,14 @@ crnn_status FN(crnn_rnn_backward)(const crnn_blas *blas, const crnn_rnn_desc *d,
 
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B3] runs on it after the chunk's last step. */
-    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_h, dpre, dh, dx, grads,
-                                 { 0, 0, 0 }, train_split_shape(T, B, I, H, H) };
+    FN(rnn_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_h, dpre, dh, x_live, h_live,
+                                 dx, grads, { 0, 0, 0 }, train_split_shape(T, B, I, H, H) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */
         FN(rnn_back_chunk) second = chunk;
         chunk.halves = second.halves = 1;
         second.dpre = dpre + pipe_Tc * B * H;
+        second.x_live = x_live + pipe_Tc * B * I;
+        second.h_live = h_live + pipe_Tc * B * H;
         back_pipe pipe = { { &chunk, &second }, { &chunk.span, &second.span }, FN(rnn_back_steps),
                            FN(rnn_back_grads), T, pipe_Tc, d->reverse != 0 };
         run_backward_pipe(blas, &pipe);
