@@ -792,9 +792,12 @@ static inline ptrdiff_t live_rows(const int64_t *lengths, ptrdiff_t B, ptrdiff_t
  * each step's live rows, packed one step's after the previous one's (the
  * finished rows of a step are not contiguous with the next step's, so one
  * GEMM cannot skip them in place). live_row_count: how many rows that is,
- * nt * B without lengths. Measured on one thread, T = 100, B = 32, I = 128,
- * H = 256, lengths uniform in [1, 100], the batch sorted: training (forward
- * and backward) RNN 18.2 -> see git log, LSTM, GRU (README). */
+ * nt * B without lengths. The copies cost a small part of the products they
+ * save. Measured, T = 100, B = 32, I = 128, H = 256, lengths uniform in
+ * [1, 100] (mean 51), the batch sorted, training (forward and backward), ms,
+ * before -> after (the same batch padded): 1 thread RNN 18.2 -> 13.7 (20.9),
+ * LSTM 67 -> 48 (80), GRU 49 -> 37 (59); 2 threads RNN 10.6 -> 8.7 (10.8),
+ * LSTM 39 -> 27 (41), GRU 34 -> 21 (30). */
 static inline ptrdiff_t live_row_count(const int64_t *lengths, ptrdiff_t B, ptrdiff_t t0, ptrdiff_t nt)
 {
     ptrdiff_t n = 0;

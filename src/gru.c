@@ -34,6 +34,9 @@
  *     backward  Tc*B*3H + B*3H + B*H    dpre_x of one chunk of steps (turned
  *                                       into dpre_h after the chunk's dx and
  *                                       dW_ih), dpre_h of a step, running dh
+ *               + Tc*B*(I+H)            the chunk's x and h_prev, live rows
+ *                                       only (pack_live_rows in common.h),
+ *                                       with lengths
  *     infer, train, backward: + packed W_hh (rgemm.h) for the shapes of
  *                                       rgemm_shape(), at the end
  *     infer, train: + packed W_ih before it for the shapes of input_pack_shape()
@@ -73,6 +76,7 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     if (gru_check_desc(d) != CRNN_OK)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 3 * H;
+    const size_t I = (size_t)d->input_size;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(3 * d->hidden_size, d->hidden_size) : 0;
     const size_t packed_ih = input_pack_shape(d->steps, d->batch)
                                  ? crnn_rgemm_packed_size(3 * d->hidden_size, d->input_size) : 0;
@@ -83,7 +87,8 @@ size_t crnn_gru_workspace_size(const crnn_gru_desc *d, crnn_pass pass)
     case CRNN_PASS_TRAIN:
         return 2 * GH + B * GH + packed_ih + packed;
     case CRNN_PASS_BACKWARD:
-        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B * GH
+        return (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, 3 * d->hidden_size, d->chunk_steps) * B
+                   * (GH + I + H)
                + B * GH + B * H
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(d->hidden_size, 3 * d->hidden_size)
                                                         + crnn_rgemm_packed_size(d->input_size, 3 * d->hidden_size)
@@ -541,13 +546,14 @@ static void FN(gru_cell_backward)(ptrdiff_t H,
     }
 }
 
-/* [B3] for one chunk of steps, rows = steps * B: dx of those steps and their
- * share of the parameter gradients, in two phases: gru_grads_x reads
- * dpre_x, gru_grads_h turns it into dpre_h in place and reads that. Every
- * pointer is at the chunk's first step: dpre_x (rows, 3H), gates (rows, 3H)
- * from the tape, x (rows, I), h_prev (rows, H) the states the steps started
- * from; dx (rows, I) or NULL, W_ih_dx W_ih packed for it (dx_pack in
- * common.h) or NULL. Parts [p0, p1) of a team of two (team_half):
+/* [B3] for one chunk of steps: dx of those steps and their share of the
+ * parameter gradients, in two phases: gru_grads_x reads dpre_x, gru_grads_h
+ * turns it into dpre_h in place and reads that. Every pointer is at the
+ * chunk's first step: dpre_x (rows, 3H), x (rows, I), h_prev (rows, H) the
+ * states the steps started from, dx (rows, I) or NULL, where rows are the
+ * chunk's steps * B, or, with `live` lengths, only each step's live rows,
+ * packed (live_row_count in common.h); gates (steps * B, 3H) from the tape;
+ * W_ih_dx W_ih packed for dx (dx_pack in common.h) or NULL. Parts [p0, p1) of a team of two (team_half):
  * a member takes half the columns of dx and half the rows of each weight
  * gradient (and the matching bias entries), [0, 2) all of them; every
  * part's gru_grads_x must be done before any part's gru_grads_h. */
@@ -569,11 +575,11 @@ static void FN(gru_grads_x)(const crnn_blas *blas, const crnn_gru_desc *d, const
         FN(add_colsum)(grads->db_ih, dpre_x, rows, GH, g0, g1);
 }
 
-static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdiff_t rows, ptrdiff_t p0,
-                            ptrdiff_t p1, real *dpre_x, const real *gates, const real *h_prev,
-                            const FN(crnn_grads) *grads)
+static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdiff_t rows, const int64_t *live,
+                            const back_span *span, ptrdiff_t p0, ptrdiff_t p1, real *dpre_x, const real *gates,
+                            const real *h_prev, const FN(crnn_grads) *grads)
 {
-    const ptrdiff_t H = d->hidden_size, GH = 3 * d->hidden_size;
+    const ptrdiff_t B = d->batch, H = d->hidden_size, GH = 3 * d->hidden_size;
     ptrdiff_t g0, g1;  /* this part's rows of dW_hh, columns of dpre */
     team_half(p0, p1, GH, &g0, &g1);
     if (grads == NULL || g1 == g0 || (grads->dW_hh == NULL && grads->db_hh == NULL))
@@ -581,11 +587,14 @@ static void FN(gru_grads_h)(const crnn_blas *blas, const crnn_gru_desc *d, ptrdi
     /* dpre_x is not needed any more: turn this part's columns into dpre_h.
      * The two differ only in the n block, which saw hn through r * hn. */
     const ptrdiff_t n0 = g0 > CRNN_GRU_N * H ? g0 : CRNN_GRU_N * H;  /* the n block's columns here */
-    for (ptrdiff_t row = 0; row < rows; row++) {
-        const real *r = gates + row * GH + CRNN_GRU_R * H;
-        real *dpre_row = dpre_x + row * GH;
-        for (ptrdiff_t j = n0; j < g1; j++)  /* column j of the n block pairs with unit j - 2H of r */
-            dpre_row[j] *= r[j - CRNN_GRU_N * H];
+    real *dpre_row = dpre_x;
+    for (ptrdiff_t s = 0; s < span->nt; s++) {
+        const ptrdiff_t n = live_rows(live, B, span->t0 + s);  /* the rows of step s in dpre */
+        for (ptrdiff_t b = 0; b < n; b++, dpre_row += GH) {
+            const real *r = gates + (s * B + b) * GH + CRNN_GRU_R * H;
+            for (ptrdiff_t j = n0; j < g1; j++)  /* column j of the n block pairs with unit j - 2H of r */
+                dpre_row[j] *= r[j - CRNN_GRU_N * H];
+        }
     }
     const real *dpre_h = dpre_x;
     if (grads->dW_hh != NULL)  /* dW_hh += dpre_h.T @ h_prev   (3H, rows) x (rows, H) */
@@ -606,6 +615,7 @@ typedef struct {
     const real *W_ih_dx;           /* W_ih packed for dx (dx_pack in common.h), or NULL */
     const real *ws_gates, *ws_hn, *ws_h;  /* the tape */
     real *dpre_x, *dpre_h_t, *dh;  /* (Tc, B, 3H) the chunk's; (B, 3H) a step's; (B, H) running */
+    real *x_live, *h_live;         /* (Tc*B, I), (Tc*B, H): the chunk's live rows, packed */
     real *dx;
     const FN(crnn_grads) *grads;
     back_span span;                /* the chunk (common.h) */
@@ -681,18 +691,35 @@ static void FN(gru_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const FN(gru_back_chunk) *c = arg;
     const crnn_gru_desc *d = c->d;
     const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, GH = 3 * d->hidden_size;
-    const ptrdiff_t rows = c->span.nt * B;
-    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, d->reverse != 0) * B * H;
-    const real *gates = c->ws_gates + c->span.t0 * B * GH;
-    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
+    const ptrdiff_t t0 = c->span.t0, nt = c->span.nt;
+    const ptrdiff_t rows = live_row_count(c->lengths, B, t0, nt);
+    const real *x = c->x + t0 * B * I, *h_prev = c->ws_h + prev_slot(t0, d->reverse != 0) * B * H;
+    const real *gates = c->ws_gates + t0 * B * GH;
+    real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
+    const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
+    if (packed) {  /* dpre_x in place on one member, x and h_prev on the other */
+        if (p0 == 0)
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)GH * sizeof(real), c->dpre_x, c->dpre_x);
+        if (p1 == 2) {
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), h_prev, c->h_live);
+        }
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+        x = c->x_live;
+        h_prev = c->h_live;
+    }
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
         FN(gru_grads_x)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre_x, x, dx, c->grads);
+    if (packed && dx != NULL)  /* dx came out packed: back to its steps' rows */
+        unpack_dx(c->lengths, B, t0, nt, I, p0, p1, c->W_ih_dx, sizeof(real), dx);
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
     for (ptrdiff_t q = p0; q < p1; q += part)
-        FN(gru_grads_h)(c->blas, d, rows, q, q + part, c->dpre_x, gates, h_prev, c->grads);
+        FN(gru_grads_h)(c->blas, d, rows, packed ? c->lengths : NULL, &c->span, q, q + part, c->dpre_x, gates,
+                        h_prev, c->grads);
 }
 
 crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
@@ -723,6 +750,8 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     real *dpre_x = workspace;                         /* (Tc, B, 3H) dL/d(W_ih x + b_ih), a chunk */
     real *dpre_h_t = dpre_x + Tc * B * GH;            /* (B, 3H) dL/d(W_hh h + b_hh), one step */
     real *dh = dpre_h_t + B * GH;                     /* (B, H) dL/dh_t, running */
+    real *x_live = dh + B * H;                        /* (Tc*B, I) */
+    real *h_live = x_live + Tc * B * I;               /* (Tc*B, H) */
     copy_or_zero(dh, dh_n, (size_t)(B * H) * sizeof(real));
     const int threads = train_threads(blas, T, B, I, GH, H);  /* common.h */
     /* a batch too small to split: the steps and the products side by side (common.h) */
@@ -738,12 +767,14 @@ crnn_status FN(crnn_gru_backward)(const crnn_blas *blas, const crnn_gru_desc *d,
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre_x holds one chunk, and [B3] runs on it after the chunk's last step. */
     FN(gru_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_ih_dx, ws_gates, ws_hn, ws_h,
-                                 dpre_x, dpre_h_t, dh, dx, grads, { 0, 0, 0 },
+                                 dpre_x, dpre_h_t, dh, x_live, h_live, dx, grads, { 0, 0, 0 },
                                  train_split_shape(T, B, I, GH, H) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre_x */
         FN(gru_back_chunk) second = chunk;
         chunk.halves = second.halves = 1;
         second.dpre_x = dpre_x + pipe_Tc * B * GH;
+        second.x_live = x_live + pipe_Tc * B * I;
+        second.h_live = h_live + pipe_Tc * B * H;
         back_pipe pipe = { { &chunk, &second }, { &chunk.span, &second.span }, FN(gru_back_steps),
                            FN(gru_back_grads), T, pipe_Tc, d->reverse != 0 };
         run_backward_pipe(blas, &pipe);

@@ -40,6 +40,9 @@
  *                                              of the chunk for dW_hr, dr],
  *                                              tanh(c_new) and dr (P == 0) of one row,
  *                                              per thread (two at most)
+ *               + Tc*B*(I+Pn)                  the chunk's x and h_prev, live rows
+ *                                              only (pack_live_rows in common.h),
+ *                                              with lengths
  * Tc is chunk_steps(..) for infer, backward_chunk_steps(..) for backward:
  * backward visits the steps in chunks of Tc and runs [B4] (dx and the weight
  * gradients) per chunk, so no workspace grows with T; only the tape does.
@@ -77,6 +80,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
     if (lstm_check_desc(d) != CRNN_OK)
         return 0;
     const size_t T = (size_t)d->steps, B = (size_t)d->batch, H = (size_t)d->hidden_size, GH = 4 * H;
+    const size_t I = (size_t)d->input_size;
     const size_t P = (size_t)lstm_P(d);
     const int proj = d->proj_size > 0;
     const size_t packed = rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(4 * d->hidden_size, lstm_P(d)) : 0;
@@ -90,7 +94,7 @@ size_t crnn_lstm_workspace_size(const crnn_lstm_desc *d, crnn_pass pass)
         return 2 * GH + (proj ? B * P : 0) + packed_ih + packed;
     case CRNN_PASS_BACKWARD: {
         const size_t Tc = (size_t)backward_chunk_steps((ptrdiff_t)T, d->batch, (ptrdiff_t)GH, d->chunk_steps);
-        return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 4 * H
+        return Tc * B * GH + B * P + B * H + (proj ? Tc * B * P + B * H : 0) + 4 * H + Tc * B * (I + P)
                + (rgemm_shape(d->steps, d->batch) ? crnn_rgemm_packed_size(lstm_P(d), 4 * d->hidden_size)
                                                         + crnn_rgemm_packed_size(d->input_size, 4 * d->hidden_size)
                                                   : 0);
@@ -604,17 +608,19 @@ static void FN(lstm_cell_backward)(ptrdiff_t H,
     }
 }
 
-/* [B4] for one chunk of steps, rows = steps * B: dx of those steps and their
- * share of the parameter gradients. Every pointer is at the chunk's first
- * step: dpre (rows, 4H), dh_new (rows, P) and r (rows, H) if P > 0, x
- * (rows, I), h_prev (rows, P) the states the steps started from; dx (rows, I)
- * or NULL, W_ih_dx W_ih packed for it (dx_pack in common.h) or NULL. Parts
+/* [B4] for one chunk of steps: dx of those steps and their share of the
+ * parameter gradients. Every pointer is at the chunk's first step: dpre
+ * (rows, 4H), x (rows, I), h_prev (rows, P) the states the steps started
+ * from, dx (rows, I) or NULL (rows: the chunk's steps * B, or its live rows
+ * packed, live_row_count in common.h); dh_new (rows_r, P) and r (rows_r, H)
+ * if P > 0, all steps * B rows; W_ih_dx W_ih packed for dx (dx_pack in
+ * common.h) or NULL. Parts
  * [p0, p1) of a team of two (team_half): a member takes half the columns of
  * dx and half the rows of each weight gradient (and the matching bias
  * entries); [0, 2) all of them. */
 static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
-                                 const FN(crnn_weights) *w, const real *W_ih_dx, ptrdiff_t rows, ptrdiff_t p0,
-                                 ptrdiff_t p1, const real *dpre, const real *dh_new, const real *x,
+                                 const FN(crnn_weights) *w, const real *W_ih_dx, ptrdiff_t rows, ptrdiff_t rows_r,
+                                 ptrdiff_t p0, ptrdiff_t p1, const real *dpre, const real *dh_new, const real *x,
                                  const real *h_prev, const real *r,
                                  real *dx, const FN(crnn_grads) *grads)
 {
@@ -636,8 +642,8 @@ static void FN(lstm_chunk_grads)(const crnn_blas *blas, const crnn_lstm_desc *d,
         FN(add_colsum)(grads->db_ih, dpre, rows, GH, g0, g1);
     if (grads->db_hh != NULL)  /* b_hh enters exactly as b_ih does */
         FN(add_colsum)(grads->db_hh, dpre, rows, GH, g0, g1);
-    if (r != NULL && grads->dW_hr != NULL && q1 > q0)  /* [B1] dW_hr += dh_new.T @ r   (P, rows) x (rows, H) */
-        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, q1 - q0, H, rows, 1, dh_new + q0, P, r, H, 1,
+    if (r != NULL && grads->dW_hr != NULL && q1 > q0)  /* [B1] dW_hr += dh_new.T @ r   (P, rows_r) x (rows_r, H) */
+        FN(gemm)(blas, CRNN_TRANS, CRNN_NO_TRANS, q1 - q0, H, rows_r, 1, dh_new + q0, P, r, H, 1,
                  grads->dW_hr + q0 * H, H);
 }
 
@@ -654,6 +660,7 @@ typedef struct {
     const real *ws_gates, *ws_c, *ws_h, *ws_r;  /* the tape */
     real *dpre, *dh, *dc;          /* (Tc, B, 4H) the chunk's; (B, P), (B, H) running */
     real *dh_new_all, *dr;         /* (Tc, B, P), (B, H) if P > 0 */
+    real *x_live, *h_live;         /* (Tc*B, I), (Tc*B, P): the chunk's live rows, packed */
     real *scratch;                 /* 2H per team member: tanh(c_new), dL/dr of a row */
     real *dx;
     const FN(crnn_grads) *grads;
@@ -792,17 +799,33 @@ static void FN(lstm_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(lstm_back_chunk) *c = arg;
     const crnn_lstm_desc *d = c->d;
-    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, P = lstm_P(d);
+    const ptrdiff_t B = d->batch, I = d->input_size, H = d->hidden_size, GH = 4 * H, P = lstm_P(d);
+    const ptrdiff_t t0 = c->span.t0, nt = c->span.nt;
     const int rev = d->reverse != 0;
-    const ptrdiff_t rows = c->span.nt * B;
-    const real *x = c->x + c->span.t0 * B * I, *h_prev = c->ws_h + prev_slot(c->span.t0, rev) * B * P;
-    const real *r = c->ws_r != NULL ? c->ws_r + c->span.t0 * B * H : NULL;
-    real *dx = c->dx != NULL ? c->dx + c->span.t0 * B * I : NULL;
+    const ptrdiff_t rows = live_row_count(c->lengths, B, t0, nt);
+    const real *x = c->x + t0 * B * I, *h_prev = c->ws_h + prev_slot(t0, rev) * B * P;
+    const real *r = c->ws_r != NULL ? c->ws_r + t0 * B * H : NULL;
+    real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
+    const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
+    if (packed) {  /* dpre in place on one member, x and h_prev on the other */
+        if (p0 == 0)
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)GH * sizeof(real), c->dpre, c->dpre);
+        if (p1 == 2) {
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
+            pack_live_rows(c->lengths, B, t0, nt, (size_t)P * sizeof(real), h_prev, c->h_live);
+        }
+        if (p1 - p0 == 1)
+            crnn_parallel_barrier(p0);
+        x = c->x_live;
+        h_prev = c->h_live;
+    }
     /* alone, a shape that splits still goes half by half (team_half) */
     const ptrdiff_t part = c->halves ? 1 : p1 - p0;
     for (ptrdiff_t q = p0; q < p1; q += part)
-        FN(lstm_chunk_grads)(c->blas, d, c->w, c->W_ih_dx, rows, q, q + part, c->dpre, c->dh_new_all, x, h_prev, r,
-                             dx, c->grads);
+        FN(lstm_chunk_grads)(c->blas, d, c->w, c->W_ih_dx, rows, nt * B, q, q + part, c->dpre, c->dh_new_all, x,
+                             h_prev, r, dx, c->grads);
+    if (packed && dx != NULL)  /* dx came out packed: back to its steps' rows */
+        unpack_dx(c->lengths, B, t0, nt, I, p0, p1, c->W_ih_dx, sizeof(real), dx);
 }
 
 crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *d,
@@ -838,6 +861,8 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     real *dh_new_all = proj ? dc + B * H : NULL;      /* (Tc, B, P) if P > 0, a chunk */
     real *dr = proj ? dh_new_all + Tc * B * P : NULL; /* (B, H) if P > 0 */
     real *scratch = (proj ? dr + B * H : dc + B * H); /* (2, 2H) per-thread rows */
+    real *x_live = scratch + 4 * H;                   /* (Tc*B, I) */
+    real *h_live = x_live + Tc * B * I;               /* (Tc*B, P) */
     copy_or_zero(dh, dh_n, (size_t)(B * P) * sizeof(real));
     copy_or_zero(dc, dc_n, (size_t)(B * H) * sizeof(real));
     /* split over two threads (common.h): without projection, whose [B1]
@@ -861,12 +886,15 @@ crnn_status FN(crnn_lstm_backward)(const crnn_blas *blas, const crnn_lstm_desc *
     /* The forward's steps in the opposite order, in chunks of Tc steps:
      * dpre holds one chunk, and [B4] runs on it after the chunk's last step. */
     FN(lstm_back_chunk) chunk = { blas, d, w, lengths, x, dy, W_hh_packed, W_hh_back, W_ih_dx, ws_gates, ws_c, ws_h,
-                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, scratch, dx, grads, { 0, 0, 0 },
+                                  proj ? ws_r : NULL, dpre, dh, dc, dh_new_all, dr, x_live, h_live, scratch, dx, grads,
+                                  { 0, 0, 0 },
                                   !proj && train_split_shape(T, B, I, GH, P) };
     if (pipe_Tc > 0) {  /* two chunk jobs, each with half of dpre */
         FN(lstm_back_chunk) second = chunk;
         chunk.halves = second.halves = 1;
         second.dpre = dpre + pipe_Tc * B * GH;
+        second.x_live = x_live + pipe_Tc * B * I;
+        second.h_live = h_live + pipe_Tc * B * P;
         back_pipe pipe = { { &chunk, &second }, { &chunk.span, &second.span }, FN(lstm_back_steps),
                            FN(lstm_back_grads), T, pipe_Tc, d->reverse != 0 };
         run_backward_pipe(blas, &pipe);

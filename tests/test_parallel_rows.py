@@ -170,6 +170,7 @@ CASES = [
     # (units_shape()), else stays on one thread; so does the training
     # forward of a single sequence (train_units())
     ("lstm", 200, 1, 48, 96, False, False),   # 7 chunks, the last of 8 steps
+    ("lstm", 130, 2, 48, 96, True, True),
     ("gru", 150, 3, 40, 100, True, True),     # inference on one thread
     ("rnn", 300, 2, 64, 128, True, True),
     ("gru", 200, 1, 30, 112, True, True),
