@@ -13,6 +13,7 @@
  *    reporting two BLAS threads gives the results of one thread, to
  *    rounding: split, the input product runs in the packed kernel (fused
  *    multiply-adds), not in this naive BLAS.
+ * 7. rows_cut and live_rows; 8. backward's live rows packed and back.
  * Exit status 0 iff every check passed.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
@@ -25,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common.h"  /* rows_cut, live_rows */
+#include "common.h"  /* rows_cut, live_rows, pack_live_rows */
 #include "crnn.h"
 #include "parallel.h"
 
@@ -560,6 +561,44 @@ static void test_rows_cut(void)
     printf("%s rows_cut      cut by work, live rows\n", failures == failed_before ? "ok  " : "FAIL");
 }
 
+/* ---- 8: backward's live rows, packed and back ---- */
+
+static void test_live_rows_packing(void)
+{
+    const int failed_before = failures;
+    enum { B = 5, NT = 4, F = 3 };
+    const int64_t lengths[B] = { 9, 7, 2, 7, 1 };  /* steps 5..8 live: 4, 4, 1, 1 rows */
+    const ptrdiff_t t0 = 5;
+    float a[NT * B * F], packed[NT * B * F], two[NT * B * F];
+    for (int i = 0; i < NT * B * F; i++)
+        a[i] = (float)(i + 1);
+    check(live_row_count(lengths, B, t0, NT) == 10 && live_row_count(NULL, B, t0, NT) == NT * B,
+          "live_row_count: the chunk's live rows");
+    pack_live_rows(lengths, B, t0, NT, F * sizeof(float), a, packed);
+    /* steps 5 and 6: rows 0..3 (row 2, finished, sits before a live one), steps 7 and 8: row 0 */
+    const int want_rows[10][2] = { { 0, 0 }, { 0, 1 }, { 0, 2 }, { 0, 3 }, { 1, 0 }, { 1, 1 },
+                                   { 1, 2 }, { 1, 3 }, { 2, 0 }, { 3, 0 } };
+    int same = 1;
+    for (int r = 0; r < 10; r++)
+        same &= memcmp(packed + r * F, a + (want_rows[r][0] * B + want_rows[r][1]) * F, F * sizeof(float)) == 0;
+    check(same, "pack_live_rows: each step's live rows, one step after another");
+    memcpy(two, a, sizeof a);
+    pack_live_rows(lengths, B, t0, NT, F * sizeof(float), two, two);
+    check(memcmp(two, packed, 10 * F * sizeof(float)) == 0, "pack_live_rows: in place");
+    /* back, in two column parts as two team members would, the first of one column */
+    unpack_live_rows(lengths, B, t0, NT, F * sizeof(float), 0, sizeof(float), two);
+    unpack_live_rows(lengths, B, t0, NT, F * sizeof(float), sizeof(float), F * sizeof(float), two);
+    same = 1;
+    for (int s = 0; s < NT; s++)
+        for (int b = 0; b < B; b++)
+            for (int f = 0; f < F; f++) {
+                const int i = (s * B + b) * F + f;
+                same &= two[i] == (b < live_rows(lengths, B, t0 + s) ? a[i] : 0.0f);
+            }
+    check(same, "unpack_live_rows: rows back in place, the finished ones after them zero");
+    printf("%s live rows     packed for backward's products and back\n", failures == failed_before ? "ok  " : "FAIL");
+}
+
 int main(void)
 {
     crnn_parallel_check_crowding(0);  /* every split below must happen; tested last */
@@ -573,6 +612,7 @@ int main(void)
     test_pool();
     test_cells();
     test_rows_cut();
+    test_live_rows_packing();
     test_crowded_runs_alone();
     crnn_parallel_shutdown();
     printf(allok ? "all ok: parallel\n" : "FAILED: parallel\n");
