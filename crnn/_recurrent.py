@@ -50,6 +50,19 @@ def _longest_first(lengths: np.ndarray | None, kernels: ModuleType) -> np.ndarra
     return np.argsort(-lengths, kind="stable")
 
 
+def _padding_zeroed(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """seq (T, B, F) with the steps past each sequence's length set to 0, in a
+    copy. The NumPy reference runs every step of every sequence, and its
+    weight gradients multiply that padding by zero gradients: a NaN or inf
+    left there (np.empty, a NaN fill) would come out in them as NaN. The C
+    core reads only each step's live rows of a batch sorted longest first.
+    Training only: inference's results are right without it (each masked
+    step's result is discarded), and a copy would make its memory grow with
+    T; NumPy may warn there of invalid values in what it discards."""
+    valid = np.arange(seq.shape[0])[:, None] < lengths[None, :]
+    return np.where(valid[:, :, None], seq, seq.dtype.type(0))
+
+
 def _reordered(parts: tuple, order: np.ndarray | None) -> tuple:
     """Each (B, ...) state array of a tuple with its rows in `order` (unchanged when None)."""
     return parts if order is None else tuple(a[order] for a in parts)
@@ -338,6 +351,8 @@ class RecurrentBase:
                 for name, value in zip(self._state_names, parts):
                     _check_finite(name + "0", value)
         kernels = _backend.kernels()
+        if training and lengths is not None and kernels is reference:
+            xs = _padding_zeroed(xs, lengths)
         order = _longest_first(lengths, kernels)
         if order is not None:     # the kernels see the batch longest first, the caller its own order
             xs, lengths = _batch_in_order(xs, order), lengths[order]

@@ -115,3 +115,34 @@ def test_longest_first_reorders_only_where_it_helps():
     assert _longest_first(np.array([5, 5, 3, 0]), _c_kernels) is None          # already in order
     assert _longest_first(np.array([1, 3, 2]), reference) is None              # the reference runs every row
     np.testing.assert_array_equal(_longest_first(np.array([1, 3, 1, 3]), _c_kernels), [1, 3, 0, 2])
+
+
+# NumPy's inference computes the masked steps on the padding and discards them
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("cell,proj", [("rnn", 0), ("lstm", 0), ("lstm", 3), ("gru", 0)])
+@pytest.mark.parametrize("order", ["unsorted", "sorted"])
+def test_padding_past_the_lengths_is_never_read(backend, cell, proj, order):
+    """NaN and inf in x past each length change nothing, gradients included
+    (the NumPy reference trains on x with its padding zeroed; the C core's
+    products read only each step's live rows)."""
+    if backend not in crnn.available_backends():
+        pytest.skip("C extension not installed")
+    T, B, dtype = 9, 6, np.float64
+    lengths = np.array([3, 9, 0, 5, 9, 1]) if order == "unsorted" else np.array([9, 9, 5, 3, 1, 0])
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((T, B, 5))
+    poisoned = x.copy()
+    for b, n in enumerate(lengths):
+        x[n:, b] = 0
+        poisoned[n:, b] = np.nan if b % 2 else np.inf
+    probe = _layer(cell, dtype, False, proj)
+    state0 = _state_like(probe(x)[1], rng, dtype)
+    dy = rng.standard_normal(probe(x)[0].shape)
+    dstate = _state_like(state0, rng, dtype)
+    clean, _ = _train_step(backend, cell, dtype, False, proj, x, lengths, state0, dy, dstate)
+    dirty, _ = _train_step(backend, cell, dtype, False, proj, poisoned, lengths, state0, dy, dstate)
+    for name in clean:
+        if clean[name] is not None:
+            assert np.isfinite(dirty[name]).all(), name
+            np.testing.assert_allclose(dirty[name], clean[name], rtol=1e-12, atol=1e-12, err_msg=name)
