@@ -5,7 +5,8 @@ lengths drawn uniformly from [1, T] (seeded; one sequence has all T steps),
 in the caller's order. Contenders:
     crnn C            layer(x, lengths=...) (inference), forward + backward
                       (training): the layer runs the batch longest first and
-                      skips the finished sequences' recurrent products
+                      skips the finished sequences' recurrent products, and
+                      in backward their rows of dx and the weight gradients
     crnn C, padded    the same batch without lengths: every sequence runs all
                       T steps, what the lengths save is the difference
     torch, packed     pack_padded_sequence(x, lengths, enforce_sorted=False),
