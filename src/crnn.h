@@ -24,7 +24,11 @@
  * Sequences and masking: lengths (B,) gives sequence b's valid steps, t valid
  * iff t < lengths[b], each in [0, T]; NULL means all T. An invalid step leaves
  * b's state unchanged and writes 0 to y. desc.reverse visits t = T-1 .. 0;
- * with lengths this gives PyTorch's packed bidirectional semantics.
+ * with lengths this gives PyTorch's packed bidirectional semantics. Any order
+ * of the batch gives the same results; in decreasing order of length (the
+ * Python layers sort theirs) the finished sequences are left out of every
+ * step's recurrent product and of backward's dx and weight gradients, and x
+ * past a sequence's length is never read by them.
  *
  * Memory: inference scratch does not grow with T (the input product over all
  * steps is done in chunks of desc.chunk_steps), nor does the backward
