@@ -27,8 +27,8 @@
  * with lengths this gives PyTorch's packed bidirectional semantics. Any order
  * of the batch gives the same results; in decreasing order of length (the
  * Python layers sort theirs) the finished sequences are left out of every
- * step's recurrent product and of backward's dx and weight gradients, and x
- * past a sequence's length is never read by them.
+ * step's recurrent product and of backward's dx and weight gradients (which
+ * then never read x past a sequence's length: a NaN there stays out of them).
  *
  * Memory: inference scratch does not grow with T (the input product over all
  * steps is done in chunks of desc.chunk_steps), nor does the backward
