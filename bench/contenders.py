@@ -239,23 +239,30 @@ def build_torch(data: RowData) -> Prepared:
         return Prepared("torch", lambda: mod(xt), outputs, torch.inference_mode)
 
     xt = torch.from_numpy(data.x.copy()).requires_grad_(True)
-    dyt = torch.from_numpy(data.dy)
+    train = torch_training_call(mod, mod, xt, torch.from_numpy(data.dy))
+
+    def outputs():
+        y, _ = train()
+        out = {"y": y.detach().numpy(), "dx": xt.grad.numpy().copy()}
+        out.update({"grad:" + k: p.grad.numpy().copy() for k, p in mod.named_parameters()})
+        return out
+    return Prepared("torch", train, outputs)
+
+
+def torch_training_call(mod, run, xt, dyt):
+    """One timed training call of a torch module: the gradients of xt and of
+    mod's parameters cleared (autograd would add to them), run(xt) -> (y,
+    state), y.backward(dyt); returns (y, state)."""
     params = list(mod.parameters())
 
     def train():
         xt.grad = None
         for p in params:
             p.grad = None
-        y, _ = mod(xt)
+        y, state = run(xt)
         y.backward(dyt)
-        return y
-
-    def outputs():
-        y = train()
-        out = {"y": y.detach().numpy(), "dx": xt.grad.numpy().copy()}
-        out.update({"grad:" + k: p.grad.numpy().copy() for k, p in mod.named_parameters()})
-        return out
-    return Prepared("torch", train, outputs)
+        return y, state
+    return train
 
 
 def _torch_stream(torch, data, tdt):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contenders import TOLERANCE, Prepared, Skip, VerificationError, max_relative_error
+from .contenders import TOLERANCE, Prepared, Skip, VerificationError, max_relative_error, torch_training_call
 
 SHAPE = dict(T=100, B=32, I=128, H=256)
 CELLS = ("rnn_tanh", "lstm", "gru")
@@ -109,16 +109,7 @@ def build_torch_packed(cell, mode, x, dy, lengths, params):
         return Prepared("torch_packed", lambda: run(xt), outputs, torch.inference_mode)
 
     xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    dyt = torch.from_numpy(dy)
-    weights = list(mod.parameters())
-
-    def train():
-        xt.grad = None
-        for p in weights:
-            p.grad = None
-        y, state = run(xt)
-        y.backward(dyt)
-        return y, state
+    train = torch_training_call(mod, run, xt, torch.from_numpy(dy))
 
     def outputs():
         y, state = train()

@@ -841,6 +841,24 @@ static inline void unpack_live_rows(const int64_t *lengths, ptrdiff_t B, ptrdiff
     }
 }
 
+/* A backward chunk's [B3]/[B4] inputs with lengths, packed (pack_live_rows):
+ * dpre (rows of dpre_bytes) in place by part 0 of a team of two, x and
+ * h_prev into x_live and h_live by part 1, both alone ([0, 2)); then the
+ * members meet, as every product reads all of them. */
+static inline void pack_chunk_inputs(const int64_t *lengths, ptrdiff_t B, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t p0,
+                                     ptrdiff_t p1, void *dpre, size_t dpre_bytes, const void *x, size_t x_bytes,
+                                     void *x_live, const void *h_prev, size_t h_bytes, void *h_live)
+{
+    if (p0 == 0)
+        pack_live_rows(lengths, B, t0, nt, dpre_bytes, dpre, dpre);
+    if (p1 == 2) {
+        pack_live_rows(lengths, B, t0, nt, x_bytes, x, x_live);
+        pack_live_rows(lengths, B, t0, nt, h_bytes, h_prev, h_live);
+    }
+    if (p1 - p0 == 1)
+        crnn_parallel_barrier(p0);
+}
+
 /* dx of a chunk computed from packed rows (pack_live_rows) back to its
  * steps' rows, on the columns part [p0, p1) computed: no other part reads
  * or writes them, so this needs no barrier. */

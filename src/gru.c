@@ -265,9 +265,7 @@ static void FN(gru_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 }
 
 /* The chunk's steps on a team of two split by rows at rows_cut (common.h),
- * when the sequences' lengths differ: crnn_parallel_rows's split learns the
- * threads' speeds from rows of equal work, and its halves by count would
- * leave the long sequences' thread most of the work. */
+ * when the sequences' lengths differ (rnn_chunk_team_cut in rnn.c: why). */
 static void FN(gru_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(gru_chunk) *c = arg;
@@ -697,15 +695,9 @@ static void FN(gru_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *gates = c->ws_gates + t0 * B * GH;
     real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
     const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
-    if (packed) {  /* dpre_x in place on one member, x and h_prev on the other */
-        if (p0 == 0)
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)GH * sizeof(real), c->dpre_x, c->dpre_x);
-        if (p1 == 2) {
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), h_prev, c->h_live);
-        }
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    if (packed) {
+        pack_chunk_inputs(c->lengths, B, t0, nt, p0, p1, c->dpre_x, (size_t)GH * sizeof(real), x,
+                          (size_t)I * sizeof(real), c->x_live, h_prev, (size_t)H * sizeof(real), c->h_live);
         x = c->x_live;
         h_prev = c->h_live;
     }

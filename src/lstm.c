@@ -307,9 +307,7 @@ static void FN(lstm_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 }
 
 /* The chunk's steps on a team of two split by rows at rows_cut (common.h),
- * when the sequences' lengths differ: crnn_parallel_rows's split learns the
- * threads' speeds from rows of equal work, and its halves by count would
- * leave the long sequences' thread most of the work. */
+ * when the sequences' lengths differ (rnn_chunk_team_cut in rnn.c: why). */
 static void FN(lstm_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(lstm_chunk) *c = arg;
@@ -807,15 +805,9 @@ static void FN(lstm_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *r = c->ws_r != NULL ? c->ws_r + t0 * B * H : NULL;
     real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
     const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
-    if (packed) {  /* dpre in place on one member, x and h_prev on the other */
-        if (p0 == 0)
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)GH * sizeof(real), c->dpre, c->dpre);
-        if (p1 == 2) {
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)P * sizeof(real), h_prev, c->h_live);
-        }
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    if (packed) {
+        pack_chunk_inputs(c->lengths, B, t0, nt, p0, p1, c->dpre, (size_t)GH * sizeof(real), x,
+                          (size_t)I * sizeof(real), c->x_live, h_prev, (size_t)P * sizeof(real), c->h_live);
         x = c->x_live;
         h_prev = c->h_live;
     }

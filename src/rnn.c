@@ -556,15 +556,9 @@ static void FN(rnn_back_grads)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
     const real *x = c->x + t0 * B * I, *h_prev = c->ws_h + prev_slot(t0, d->reverse != 0) * B * H;
     real *dx = c->dx != NULL ? c->dx + t0 * B * I : NULL;
     const int packed = rows < nt * B;  /* finished rows to leave out (common.h) */
-    if (packed) {  /* dpre in place on one member, x and h_prev on the other */
-        if (p0 == 0)
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), c->dpre, c->dpre);
-        if (p1 == 2) {
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)I * sizeof(real), x, c->x_live);
-            pack_live_rows(c->lengths, B, t0, nt, (size_t)H * sizeof(real), h_prev, c->h_live);
-        }
-        if (p1 - p0 == 1)
-            crnn_parallel_barrier(p0);
+    if (packed) {
+        pack_chunk_inputs(c->lengths, B, t0, nt, p0, p1, c->dpre, (size_t)H * sizeof(real), x,
+                          (size_t)I * sizeof(real), c->x_live, h_prev, (size_t)H * sizeof(real), c->h_live);
         x = c->x_live;
         h_prev = c->h_live;
     }
