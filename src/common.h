@@ -500,6 +500,15 @@ static inline void team_rows(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t cut, ptrdiff_
     *b1 = p1 == 1 ? cut : B;
 }
 
+/* Part [p0, p1) of a team of two (parallel.h) runs rows(job, ..) on its
+ * rows of a split at `cut` (team_rows). */
+static inline void team_rows_run(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t cut, ptrdiff_t B, crnn_rows_fn rows, void *job)
+{
+    ptrdiff_t b0, b1;
+    team_rows(p0, p1, cut, B, &b0, &b1);
+    rows(job, b0, b1);
+}
+
 /* Parts [p0, p1) of a team of two (parallel.h), once each member has done
  * its half of the chunk's input product: the chunk's steps on rows [0, cut)
  * for part 0 and [cut, B) for part 1 (rows_cut), after both halves are
@@ -509,9 +518,7 @@ static inline void team_rows_after_input(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t c
 {
     if (p1 - p0 == 1)
         crnn_parallel_barrier(p0);
-    ptrdiff_t b0, b1;
-    team_rows(p0, p1, cut, B, &b0, &b1);
-    rows(job, b0, b1);
+    team_rows_run(p0, p1, cut, B, rows, job);
 }
 
 /* The first unit of the second thread's half: a panel boundary. */

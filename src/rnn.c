@@ -213,9 +213,7 @@ static void FN(rnn_chunk_team_rows)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 static void FN(rnn_chunk_team_cut)(void *arg, ptrdiff_t p0, ptrdiff_t p1)
 {
     const FN(rnn_chunk) *c = arg;
-    ptrdiff_t b0, b1;
-    team_rows(p0, p1, rows_cut(c->lengths, c->d->batch, c->t0, c->n), c->d->batch, &b0, &b1);
-    FN(rnn_chunk_rows)(arg, b0, b1);
+    team_rows_run(p0, p1, rows_cut(c->lengths, c->d->batch, c->t0, c->n), c->d->batch, FN(rnn_chunk_rows), arg);
 }
 
 /* The call's steps on hidden units [u0, u1) of every row, chunk by chunk,
