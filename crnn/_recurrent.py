@@ -14,6 +14,7 @@ H_out = proj_size or hidden_size.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -58,9 +59,21 @@ def _padding_zeroed(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     core reads only each step's live rows of a batch sorted longest first.
     Training only: inference's results are right without it (each masked
     step's result is discarded), and a copy would make its memory grow with
-    T; NumPy may warn there of invalid values in what it discards."""
+    T; see _padding_quiet."""
     valid = np.arange(seq.shape[0])[:, None] < lengths[None, :]
     return np.where(valid[:, :, None], seq, seq.dtype.type(0))
+
+
+def _padding_quiet(kernels, lengths, training: bool):
+    """Around the NumPy reference's inference with lengths: NumPy's warnings of
+    invalid values and overflow off. Its steps run on the padding past each
+    length too and their results are discarded, so a NaN or inf left there
+    (inf - inf in a product) warned about values nobody sees, an error under
+    `-W error`. The C core never reads the padding; training zeroes it
+    (_padding_zeroed) and so warns only of what it uses."""
+    if kernels is reference and lengths is not None and not training:
+        return np.errstate(invalid="ignore", over="ignore")
+    return contextlib.nullcontext()
 
 
 def _reordered(parts: tuple, order: np.ndarray | None) -> tuple:
@@ -382,10 +395,11 @@ class RecurrentBase:
                 options = {} if out is None else {"out": out[:, :, direction * P:(direction + 1) * P]}
                 if deferred is not None:
                     options["defer"] = deferred
-                y_d, state_n, cache = self._cell_forward(
-                    kernels, layer_input, states0[layer * D + direction],
-                    self._weights(layer, direction), lengths, reverse=direction == 1, training=training,
-                    **options)
+                with _padding_quiet(kernels, lengths, training):
+                    y_d, state_n, cache = self._cell_forward(
+                        kernels, layer_input, states0[layer * D + direction],
+                        self._weights(layer, direction), lengths, reverse=direction == 1, training=training,
+                        **options)
                 outputs.append(y_d)
                 layer_caches.append(cache)
                 finals.append(state_n)
